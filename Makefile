@@ -1,0 +1,8 @@
+# Conveniences around the two scripts the README's quick start uses.
+.PHONY: run test lint
+run:
+	scripts/run
+test:
+	scripts/test
+lint:
+	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy && .venv/bin/lint-imports

@@ -1,0 +1,5 @@
+"""``python -m moorage`` is the ``moorage`` command."""
+
+from moorage.cli.main import main
+
+main()

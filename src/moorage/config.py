@@ -1,0 +1,106 @@
+"""Typed settings. The only module that reads ``os.environ``.
+
+Every setting has an embedded default so that ``moorage serve`` runs with no configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from moorage.core.errors import InvalidArgument
+
+DEFAULT_PORT = 8443
+DEFAULT_LOCATION = "westus"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings.
+
+    ``home`` holds everything moorage writes: the metadata database, the CA and server
+    certificate, signing keys, logs and ``connection.json``.
+    """
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # Extra DNS names / IP addresses for the server certificate (beyond localhost and loopback).
+    tls_names: tuple[str, ...] = ()
+    # Public base URL used for token issuers and metadata when the request's Host is not
+    # available; by default derived from host and port once bound.
+    public_url: str | None = None
+    database_url: str | None = None
+    log_level: str = "info"
+    default_location: str = DEFAULT_LOCATION
+    access_token_lifetime_s: int = 3600
+    lro_step_s: float = 0.2
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'moorage.db'}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "moorage.log"
+
+    @property
+    def connection_file(self) -> Path:
+        return self.home / "connection.json"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        clean = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **clean)  # type: ignore[arg-type]
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    """``MOORAGE_HOME`` or the per-user data directory."""
+    env = os.environ if env is None else env
+    explicit = env.get("MOORAGE_HOME")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    return Path(platformdirs.user_data_dir("moorage")).resolve()
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment (``MOORAGE_*``), defaults elsewhere."""
+    env = os.environ if env is None else env
+    names = tuple(n.strip() for n in env.get("MOORAGE_TLS_NAMES", "").split(",") if n.strip())
+    return Settings(
+        home=default_home(env),
+        host=env.get("MOORAGE_HOST", "127.0.0.1"),
+        port=_int(env, "MOORAGE_PORT", DEFAULT_PORT),
+        tls_names=names,
+        public_url=env.get("MOORAGE_PUBLIC_URL") or None,
+        database_url=env.get("MOORAGE_DATABASE_URL") or None,
+        log_level=env.get("MOORAGE_LOG_LEVEL", "info"),
+        default_location=env.get("MOORAGE_DEFAULT_LOCATION", DEFAULT_LOCATION),
+        access_token_lifetime_s=_int(env, "MOORAGE_TOKEN_LIFETIME", 3600),
+    )

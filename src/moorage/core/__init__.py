@@ -1,0 +1,1 @@
+"""Domain-neutral building blocks. Imports nothing else of moorage."""

@@ -1,0 +1,1 @@
+"""Persistence backends. Knows nothing of registries, identities or ARM."""
