@@ -11,10 +11,12 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,12 +26,15 @@ from moorage.arm.app import ArmEdge
 from moorage.arm.lro import Operations
 from moorage.arm.resources.base import ProviderRegistry
 from moorage.arm.resources.managed_identities import UserAssignedIdentities
+from moorage.arm.resources.registries import registry_providers
 from moorage.arm.resources.resource_groups import ResourceGroups
 from moorage.arm.resources.role_assignments import RoleAssignments, RoleDefinitions
 from moorage.arm.store import ArmStore, Subscription
 from moorage.config import Settings
 from moorage.core.clock import Clock, SystemClock
+from moorage.core.errors import MoorageError
 from moorage.core.log import get_logger
+from moorage.core.sealing import Sealer
 from moorage.identity import roles
 from moorage.identity import schema as identity_schema
 from moorage.identity.http import IdentityEdge
@@ -37,6 +42,17 @@ from moorage.identity.keys import KeyRing
 from moorage.identity.records import APPLICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR
 from moorage.identity.service import IdentityService
 from moorage.identity.tokens import TokenAuthority
+from moorage.listeners import UvicornListeners
+from moorage.registry import schema as registry_schema
+from moorage.registry.auth import Authorizer, RegistryTokens
+from moorage.registry.content import Content
+from moorage.registry.gc import GarbageCollector
+from moorage.registry.http.gate import Gate
+from moorage.registry.http.routes import registry_app
+from moorage.registry.interfaces import EntraPrincipal
+from moorage.registry.platform import PlatformTransport
+from moorage.registry.service import Registries
+from moorage.store.blobs import open_blob_store
 from moorage.store.meta import MetaStore
 from moorage.tls import write_private
 
@@ -115,9 +131,12 @@ class MergeSlashes:
 class Moorage:
     """The composed server: services plus the ASGI app that exposes them."""
 
-    def __init__(self, settings: Settings, public_url: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, public_url: str, listeners: UvicornListeners, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.public_url = public_url.rstrip("/")
+        self.listeners = listeners
         self.clock = clock or SystemClock()
         self.meta: MetaStore | None = None
 
@@ -126,7 +145,9 @@ class Moorage:
         settings = self.settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.meta = await MetaStore.open(settings.db_url)
-        await self.meta.migrate([*identity_schema.MIGRATIONS, *arm_schema.MIGRATIONS])
+        await self.meta.migrate(
+            [*identity_schema.MIGRATIONS, *arm_schema.MIGRATIONS, *registry_schema.MIGRATIONS]
+        )
         keys = KeyRing.load(settings.keys_dir)
         self.authority = TokenAuthority(
             keys, self.clock, settings.access_token_lifetime_s, self._issuer_base()
@@ -134,26 +155,31 @@ class Moorage:
         self.identity = IdentityService(self.meta, self.authority, self.clock)
         self.arm_store = ArmStore(self.meta, self.clock)
         self.operations = Operations(self.meta, self.clock)
-        self.registry = ProviderRegistry()
-        self.resource_groups = ResourceGroups(self.arm_store, self.operations, self.registry)
+        self._compose_registry(keys_dir=settings.keys_dir)
+        self.providers = ProviderRegistry()
+        self.resource_groups = ResourceGroups(self.arm_store, self.operations, self.providers)
         for provider in (
             self.resource_groups,
             UserAssignedIdentities(self.arm_store, self.identity),
             RoleAssignments(self.arm_store, self.identity),
             RoleDefinitions(),
+            *registry_providers(self.arm_store, self.registries, self.content),
         ):
-            self.registry.add(provider)
+            self.providers.add(provider)
         self.bootstrap = await self._bootstrap()
         arm = ArmEdge(
             self.arm_store,
             self.identity,
             self.operations,
-            self.registry,
+            self.providers,
             self.resource_groups,
             self._home_tenant,
         )
         routes = [*arm.routes(), *IdentityEdge(self.identity).routes()]
         self.app: ASGIApp = AccessLog(MergeSlashes(Starlette(routes=routes)))
+        self.listeners.serve_app(AccessLog(self.registry_app))
+        await self.registries.start()
+        self.registry_gc.start()
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -172,6 +198,44 @@ class Moorage:
                 return recorded
         write_private(path, json.dumps({"issuerBase": self.public_url}).encode())
         return self.public_url
+
+    def _compose_registry(self, keys_dir: Path) -> None:
+        """The container registry, wired to identity through the protocols it owns."""
+        assert self.meta is not None  # noqa: S101 - opened by start() just before
+        settings = self.settings
+        self.blobs = open_blob_store(settings.blob_store, settings.home / "content")
+        self.content = Content(self.meta, self.blobs, self.clock)
+        self.registries = Registries(
+            self.meta,
+            self.content,
+            Sealer.load(keys_dir / "sealing.key"),
+            self.listeners,
+            self.clock,
+            login_host=settings.registry_host or _url_host(settings.host),
+        )
+        self.registry_tokens = RegistryTokens(KeyRing.load(keys_dir / "registry"), self.clock)
+        self.gate = Gate(
+            self.registries,
+            Authorizer(self.identity),
+            self.registry_tokens,
+            _EntraAdapter(self.identity),
+            _ClientSecretsAdapter(self.identity),
+            audit=settings.registry_firewall_audit,
+            trusted_proxies=settings.trusted_proxies,
+            platform_address=settings.platform_address,
+        )
+        self.registry_app: ASGIApp = MergeSlashes(registry_app(self.gate, self.content))
+        self.registry_gc = GarbageCollector(
+            self.content,
+            upload_ttl_s=settings.registry_upload_ttl_s,
+            interval_s=settings.registry_gc_interval_s,
+        )
+
+    def platform_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client on the platform channel (the trusted path into the registry)."""
+        return httpx.AsyncClient(
+            transport=PlatformTransport(self.registry_app, self.settings.platform_address), **kwargs
+        )
 
     async def _home_tenant(self) -> str:
         return self.bootstrap.tenant_id
@@ -244,6 +308,37 @@ class Moorage:
         return path
 
     async def close(self) -> None:
+        await self.registry_gc.stop()
         await self.operations.shutdown()
+        await self.listeners.close_all()
         if self.meta is not None:
             await self.meta.close()
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - mapping, not binding
+
+
+class _EntraAdapter:
+    """identity's token verification, as the registry's ``EntraTokens``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    def verify(self, token: str, audiences: Collection[str]) -> EntraPrincipal:
+        claims = self._identity.verify(token, audiences)
+        return EntraPrincipal(claims.tenant_id, claims.object_id, claims.app_id, claims.resource_id)
+
+
+class _ClientSecretsAdapter:
+    """identity's client authentication, as the registry's ``ClientSecrets``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def authenticate(self, tenant_id: str, app_id: str, secret: str) -> EntraPrincipal | None:
+        try:
+            principal = await self._identity.authenticate_client(tenant_id, app_id, secret)
+        except MoorageError:
+            return None
+        return EntraPrincipal(principal.tenant_id, principal.object_id, principal.app_id, None)

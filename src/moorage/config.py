@@ -39,6 +39,15 @@ class Settings:
     default_location: str = DEFAULT_LOCATION
     access_token_lifetime_s: int = 3600
     lro_step_s: float = 0.2
+    # Registries: blob backend, the host part of login servers, firewall audit mode, proxies
+    # whose X-Forwarded-For is believed, and the address platform pulls are judged as.
+    blob_store: str = "filesystem"
+    registry_host: str | None = None
+    registry_firewall_audit: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    platform_address: str = "100.64.0.1"
+    registry_upload_ttl_s: int = 24 * 3600
+    registry_gc_interval_s: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -89,10 +98,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in env.get(name, "").split(",") if n.strip())
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment (``MOORAGE_*``), defaults elsewhere."""
     env = os.environ if env is None else env
-    names = tuple(n.strip() for n in env.get("MOORAGE_TLS_NAMES", "").split(",") if n.strip())
+    names = _list(env, "MOORAGE_TLS_NAMES")
     return Settings(
         home=default_home(env),
         host=env.get("MOORAGE_HOST", "127.0.0.1"),
@@ -103,4 +116,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("MOORAGE_LOG_LEVEL", "info"),
         default_location=env.get("MOORAGE_DEFAULT_LOCATION", DEFAULT_LOCATION),
         access_token_lifetime_s=_int(env, "MOORAGE_TOKEN_LIFETIME", 3600),
+        blob_store=env.get("MOORAGE_BLOB_STORE", "filesystem"),
+        registry_host=env.get("MOORAGE_REGISTRY_HOST") or None,
+        registry_firewall_audit=env.get("MOORAGE_REGISTRY_FIREWALL_AUDIT", "").lower()
+        in ("1", "true", "yes"),
+        trusted_proxies=_list(env, "MOORAGE_TRUSTED_PROXIES"),
+        platform_address=env.get("MOORAGE_PLATFORM_ADDRESS", "100.64.0.1"),
+        registry_upload_ttl_s=_int(env, "MOORAGE_REGISTRY_UPLOAD_TTL", 24 * 3600),
+        registry_gc_interval_s=_int(env, "MOORAGE_REGISTRY_GC_INTERVAL", 3600),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import sys
 
 import uvicorn
@@ -13,19 +12,10 @@ from moorage.app import Moorage
 from moorage.config import Settings
 from moorage.core import log as logging_setup
 from moorage.core.log import get_logger
+from moorage.listeners import UvicornListeners, bind_socket, uvicorn_config
 from moorage.tls import ensure_server_tls
 
 log = get_logger("server")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 def _url_host(host: str) -> str:
@@ -49,22 +39,13 @@ async def serve(settings: Settings) -> None:
     if settings.host not in ("0.0.0.0", "::", ""):  # noqa: S104 - excluded from cert names
         names.append(settings.host)
     tls = ensure_server_tls(settings.tls_dir, names)
-    sock = _bind(settings.host, settings.port)
+    sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     public_url = settings.public_url or f"https://{_url_host(settings.host)}:{port}"
-    server = Moorage(settings, public_url)
+    listeners = UvicornListeners(settings.host, tls)
+    server = Moorage(settings, public_url, listeners)
     await server.start()
-    config = uvicorn.Config(
-        server.app,
-        ssl_certfile=str(tls.cert_path),
-        ssl_keyfile=str(tls.key_path),
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-        h11_max_incomplete_event_size=64 * 1024,
-    )
-    uv = uvicorn.Server(config)
+    uv = uvicorn.Server(uvicorn_config(server.app, tls))
 
     async def announce() -> None:
         while not uv.started:
@@ -90,4 +71,5 @@ async def serve(settings: Settings) -> None:
         await uv.serve(sockets=[sock])
     finally:
         announcer.cancel()
+        await listeners.close_all()
         await server.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from moorage.identity import credentials
+from moorage.core import passwords as credentials
 from moorage.tls import ensure_server_tls
 
 

@@ -433,6 +433,10 @@ class ArmEdge:
     async def _invoke(
         self, request: Request, ctx: CallContext, method: str, provider: ResourceProvider, ref: ResourceRef
     ) -> Response:
+        if ref.is_collection and method == "POST":
+            # Collection-level actions such as checkNameAvailability.
+            result = await provider.action(ctx, ref, ref.types[-1], parse_json_body(await request.body()))
+            return json_response(result.body, result.status, result.headers or None)
         if ref.is_collection or (not ref.name and method == "GET"):
             self._only(method, "GET")
             return json_response({"value": await provider.list(ctx, ref)})

@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from moorage.core import passwords as credentials
 from moorage.core.clock import Clock
 from moorage.core.errors import InvalidArgument, NotFound
-from moorage.identity import credentials, roles
+from moorage.identity import roles
 from moorage.identity.errors import (
     OAuthInvalidClient,
     OAuthInvalidResource,
@@ -315,18 +316,11 @@ class IdentityService:
 
     # -- tokens ---------------------------------------------------------------------------------
 
-    async def client_credentials(
-        self, tenant_id: str, client_id: str, client_secret: str, resource: str
-    ) -> IssuedToken:
-        """The client-credentials grant. Raises OAuth-coded errors with Entra's AADSTS texts."""
-        await self.get_tenant(tenant_id)
-        if resource.rstrip("/") not in {r.rstrip("/") for r in KNOWN_RESOURCES}:
-            raise OAuthInvalidResource(
-                f"AADSTS500011: The resource principal named {resource} was not found in the "
-                f"tenant named {tenant_id}. This can happen if the application has not been "
-                "installed by the administrator of the tenant or consented to by any user in the "
-                "tenant. You might have sent your authentication request to the wrong tenant."
-            )
+    async def authenticate_client(self, tenant_id: str, client_id: str, client_secret: str) -> Principal:
+        """The application principal whose (unexpired) secret this is.
+
+        Raises OAuth-coded errors with Entra's AADSTS texts: unknown application
+        (AADSTS700016) or wrong secret (AADSTS7000215)."""
         async with self._store.connect() as conn:
             row = (
                 await conn.execute(
@@ -355,7 +349,22 @@ class IdentityService:
                 "the request is the client secret value, not the client secret ID, for a secret "
                 f"added to app '{client_id}'."
             )
-        return self._authority.issue(_principal(row), resource)
+        return _principal(row)
+
+    async def client_credentials(
+        self, tenant_id: str, client_id: str, client_secret: str, resource: str
+    ) -> IssuedToken:
+        """The client-credentials grant. Raises OAuth-coded errors with Entra's AADSTS texts."""
+        await self.get_tenant(tenant_id)
+        if resource.rstrip("/") not in {r.rstrip("/") for r in KNOWN_RESOURCES}:
+            raise OAuthInvalidResource(
+                f"AADSTS500011: The resource principal named {resource} was not found in the "
+                f"tenant named {tenant_id}. This can happen if the application has not been "
+                "installed by the administrator of the tenant or consented to by any user in the "
+                "tenant. You might have sent your authentication request to the wrong tenant."
+            )
+        principal = await self.authenticate_client(tenant_id, client_id, client_secret)
+        return self._authority.issue(principal, resource)
 
     async def token_for_managed_identity(self, resource_id: str, audience: str) -> IssuedToken:
         """Mint a token for a managed identity (the platform's token issuer for container groups)."""

@@ -1,4 +1,5 @@
-"""Client secrets: generated with a CSPRNG, stored only as salted scrypt hashes."""
+"""Secrets that are only ever checked (client secrets, token passwords): generated with a CSPRNG,
+stored only as salted scrypt hashes."""
 
 from __future__ import annotations
 

@@ -1,0 +1,96 @@
+"""Extra HTTPS listeners started at run time: each registry's login server is a port of its own,
+served by the same process and event loop as the main endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from moorage.core.log import get_logger
+from moorage.tls import ServerTLS
+
+log = get_logger("listeners")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_config(app: ASGIApp, tls: ServerTLS) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        ssl_certfile=str(tls.cert_path),
+        ssl_keyfile=str(tls.key_path),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+
+
+class _Deferred:
+    """The app behind the listeners, set once the composition root has built it."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:  # pragma: no cover - listeners open only after the app exists
+            raise RuntimeError("listener app not ready")
+        await self.app(scope, receive, send)
+
+
+class UvicornListeners:
+    """Implements the registry's ``Listeners`` protocol with one uvicorn server per port."""
+
+    def __init__(self, host: str, tls: ServerTLS) -> None:
+        self._host = host
+        self._tls = tls
+        self._target = _Deferred()
+        self._servers: dict[int, tuple[uvicorn.Server, asyncio.Task[None]]] = {}
+
+    def serve_app(self, app: ASGIApp) -> None:
+        self._target.app = app
+
+    async def listen(self, port: int) -> int:
+        if port and port in self._servers:
+            return port
+        sock = bind_socket(self._host, port)
+        bound = int(sock.getsockname()[1])
+        server = uvicorn.Server(uvicorn_config(self._target, self._tls))
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"listener-{bound}")
+        self._servers[bound] = (server, task)
+        # uvicorn exposes readiness only as a flag.
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+        log.info("listening", port=bound)
+        return bound
+
+    async def close(self, port: int) -> None:
+        entry = self._servers.pop(port, None)
+        if entry is None:
+            return
+        server, task = entry
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, timeout=10)
+
+    async def close_all(self) -> None:
+        for port in list(self._servers):
+            await self.close(port)

@@ -1,0 +1,1 @@
+"""The container registry: OCI distribution data plane, ACR auth, RBAC, firewall and bypass."""
