@@ -224,7 +224,8 @@ class Moorage:
             trusted_proxies=settings.trusted_proxies,
             platform_address=settings.platform_address,
         )
-        self.registry_app: ASGIApp = MergeSlashes(registry_app(self.gate, self.content))
+        # No slash merging here: a repository name with '//' is invalid, not another name.
+        self.registry_app: ASGIApp = registry_app(self.gate, self.content)
         self.registry_gc = GarbageCollector(
             self.content,
             upload_ttl_s=settings.registry_upload_ttl_s,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import sys
+from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import uvicorn
 
@@ -31,10 +34,23 @@ def _url_host(host: str) -> str:
     return host
 
 
-async def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM."""
+class Running(NamedTuple):
+    """A composed, serving moorage: the started :class:`Moorage`, the port its main endpoint is
+    bound to, and uvicorn's task (done once the main endpoint stops, e.g. on SIGINT/SIGTERM)."""
+
+    moorage: Moorage
+    port: int
+    stopped: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    """Bind, compose and serve HTTPS in the current event loop; stop and close on exit.
+
+    Yields once the main endpoint accepts connections (or uvicorn has already stopped). Logging
+    is the caller's: ``serve`` configures it, in-process tests leave it alone.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
-    logging_setup.configure(settings.log_file, settings.log_level)
     names = [*settings.tls_names]
     if settings.host not in ("0.0.0.0", "::", ""):  # noqa: S104 - excluded from cert names
         names.append(settings.host)
@@ -46,30 +62,39 @@ async def serve(settings: Settings) -> None:
     server = Moorage(settings, public_url, listeners)
     await server.start()
     uv = uvicorn.Server(uvicorn_config(server.app, tls))
-
-    async def announce() -> None:
-        while not uv.started:
-            if uv.should_exit:
-                return
-            await asyncio.sleep(0.02)
-        path = server.write_connection_file()
-        info = server.connection_info()
-        log.info("ready", endpoint=public_url, connection_file=str(path))
-        print(
-            f"moorage {info['version']} is serving on {public_url}\n"
-            f"  tenant id:        {info['tenantId']}\n"
-            f"  subscription id:  {info['subscriptionId']}\n"
-            f"  CA certificate:   {info['caPath']}   (export REQUESTS_CA_BUNDLE={info['caPath']})\n"
-            f"  bootstrap creds:  {info['credentialsPath']}   (mode 0600)\n"
-            f"  connection info:  {path}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    announcer = asyncio.create_task(announce())
+    stopped = asyncio.create_task(uv.serve(sockets=[sock]), name="moorage-main")
     try:
-        await uv.serve(sockets=[sock])
+        # uvicorn exposes readiness only as a flag.
+        while not uv.started and not stopped.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        yield Running(server, port, stopped)
     finally:
-        announcer.cancel()
+        uv.should_exit = True
+        if not stopped.done():
+            await asyncio.wait([stopped])
         await listeners.close_all()
         await server.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    logging_setup.configure(settings.log_file, settings.log_level)
+    async with running(settings) as run:
+        if not run.stopped.done():
+            server = run.moorage
+            public_url = settings.public_url or server.public_url
+            path = server.write_connection_file()
+            info = server.connection_info()
+            log.info("ready", endpoint=public_url, connection_file=str(path))
+            print(
+                f"moorage {info['version']} is serving on {public_url}\n"
+                f"  tenant id:        {info['tenantId']}\n"
+                f"  subscription id:  {info['subscriptionId']}\n"
+                f"  CA certificate:   {info['caPath']}   (export REQUESTS_CA_BUNDLE={info['caPath']})\n"
+                f"  bootstrap creds:  {info['credentialsPath']}   (mode 0600)\n"
+                f"  connection info:  {path}",
+                file=sys.stderr,
+                flush=True,
+            )
+        await run.stopped

@@ -488,8 +488,11 @@ class Content:
             )
 
     async def resolve(self, registry: str, repository: str, reference: str) -> ManifestInfo:
-        """The manifest a tag or digest names; :class:`ManifestUnknown` otherwise."""
+        """The manifest a tag or digest names; :class:`NameUnknown` when the repository does not
+        exist, :class:`ManifestUnknown` when it has no such manifest."""
         validate_reference(reference)
+        if not await self.repository_exists(registry, repository):
+            raise NameUnknown(f"repository name not known to registry: '{repository}'")
         async with self._store.connect() as conn:
             digest = reference
             if not is_digest(reference):

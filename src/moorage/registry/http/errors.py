@@ -77,7 +77,7 @@ def oci_error(request: Request, error: MoorageError) -> Response:
     status, code = oci_status_and_code(error)
     headers = {"Docker-Distribution-API-Version": "registry/2.0"}
     challenge = getattr(request.state, "challenge", None)
-    if status == 401 and challenge:
+    if challenge and (status == 401 or (status == 403 and 'error="insufficient_scope"' in challenge)):
         headers["WWW-Authenticate"] = challenge
     extra = getattr(error, "headers", None)
     if isinstance(extra, dict):

@@ -45,6 +45,15 @@ ENTRA_AUDIENCES = (
 )
 
 
+class ChallengeRequired(Unauthorized):
+    """401 for an anonymous request, naming what it asked for as ACR does (``detail``:
+    ``[{"Type": "repository", "Name": "<repo>", "Action": "pull"}]``)."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__("authentication required")
+        self.detail = [{"Type": scope.type, "Name": scope.name, "Action": a} for a in scope.actions]
+
+
 @dataclass(frozen=True)
 class Caller:
     registry: Registry
@@ -222,9 +231,11 @@ class Gate:
                 isinstance(e, dict) and e.get("type") == scope.type and e.get("name") == scope.name
                 for e in caller.access.get("access") or []
             )
-            if requested:
-                raise AccessDenied("requested access to the resource is denied")
             self.challenge(request, caller.registry, scope, "insufficient_scope")
+            if requested:
+                # RFC 6750 3.1: 403 with the challenge, so token clients (oras-py) can fetch a
+                # token for the wider scope and retry.
+                raise AccessDenied("requested access to the resource is denied")
             raise Unauthorized("authentication required")
         scope_map = None
         if caller.subject.kind is CredentialKind.REPOSITORY_TOKEN and caller.subject.scope_map:
@@ -234,7 +245,7 @@ class Gate:
         if "*" in held or needed <= held:
             return
         if caller.subject.kind is CredentialKind.ANONYMOUS:
-            raise Unauthorized("authentication required")
+            raise ChallengeRequired(scope)
         raise AccessDenied("requested access to the resource is denied")
 
     async def grant(self, caller_registry: Registry, subject: Subject, scopes: list[Scope]) -> list[Scope]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,10 +27,12 @@ class UnsupportedGrant(InvalidArgument):
     default_code = "UNSUPPORTED"
 
 
-def _scopes_from(request: Request, form: dict[str, str]) -> list[str]:
+async def _scopes_from(request: Request) -> list[str]:
+    """Every ``scope`` of the query and of a form body (repeatable in both)."""
     values = list(request.query_params.getlist("scope"))
-    if "scope" in form:
-        values.append(form["scope"])
+    if request.method == "POST":
+        body = (await request.body()).decode("utf-8", "replace")
+        values += [v for k, v in parse_qsl(body, keep_blank_values=True) if k == "scope"]
     return values
 
 
@@ -67,7 +70,7 @@ class TokenService:
         """``GET|POST /oauth2/token``."""
         registry = await self._registry(request)
         form = await form_body(request) if request.method == "POST" else {}
-        scopes = parse_scopes(_scopes_from(request, form))
+        scopes = parse_scopes(await _scopes_from(request))
         subject, refresh = await self._authenticate(request, registry, form)
         self._post_auth_firewall(request, registry, subject)
         granted = await self._gate.grant(registry, subject, scopes)

@@ -21,7 +21,7 @@ from moorage.registry.auth import Scope
 from moorage.registry.content import Content, ManifestUnknown, StoredManifest, is_digest, validate_repository
 from moorage.registry.http.gate import Caller, Gate
 from moorage.registry.manifests import MAX_MANIFEST_BYTES, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST
-from moorage.store.blobs import DigestInvalid, OffsetMismatch, parse_digest
+from moorage.store.blobs import DigestInvalid, OffsetMismatch, SizeMismatch, parse_digest
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 _ROUTE = re.compile(
@@ -35,6 +35,7 @@ _ROUTE = re.compile(
 )
 _RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|\*)?$")
 _BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_PAGE_SIZE = 10_000  # the most tags or repositories one page lists, whatever n asks
 
 
 class RangeInvalid(InvalidArgument):
@@ -97,7 +98,9 @@ def _page(request: Request) -> tuple[int | None, str | None]:
         raise InvalidArgument("n must be a non-negative integer", code="PAGINATION_NUMBER_INVALID") from exc
     if n < 0:
         raise InvalidArgument("n must be a non-negative integer", code="PAGINATION_NUMBER_INVALID")
-    return n, last
+    # A larger n gets a full page and a Link header, as the spec allows (and keeps n + 1 in
+    # SQLite's integer range).
+    return min(n, MAX_PAGE_SIZE), last
 
 
 class DistributionApi:
@@ -118,7 +121,8 @@ class DistributionApi:
         headers = dict(API_HEADERS)
         if n is not None and len(names) > n:
             names = names[:n]
-            headers["Link"] = f'</v2/_catalog?{urlencode({"n": n, "last": names[-1]})}>; rel="next"'
+            if names:  # n=0: an empty list and no Link
+                headers["Link"] = f'</v2/_catalog?{urlencode({"n": n, "last": names[-1]})}>; rel="next"'
         return json_response({"repositories": names}, 200, headers)
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -310,6 +314,11 @@ class DistributionApi:
             offset = int(match.group(1))
             if int(match.group(2)) < offset:
                 raise InvalidArgument("invalid Content-Range header", code="BLOB_UPLOAD_INVALID")
+            # The reply's Range must end where the chunk's Content-Range does, so the two
+            # headers have to agree (as distribution checks).
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) != int(match.group(2)) - offset + 1:
+                raise SizeMismatch("Content-Length does not match the Content-Range of the chunk")
         empty = (
             request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers
         )
@@ -346,9 +355,10 @@ class DistributionApi:
 
             if await self._content.mount_blob(registry, name, mount, source, can_read) is not None:
                 return self._created(name, mount)
+        if digest:
+            parse_digest(digest)  # before a session exists, so a bad digest leaves nothing behind
         upload_id = await self._content.start_upload(registry, name)
         if digest:
-            parse_digest(digest)
             await self._content.append_upload(registry, name, upload_id, request.stream(), 0)
             await self._content.complete_upload(registry, name, upload_id, digest)
             return self._created(name, digest)
@@ -372,8 +382,9 @@ class DistributionApi:
         headers = dict(API_HEADERS)
         if n is not None and len(names) > n:
             names = names[:n]
-            query = urlencode({"n": n, "last": names[-1]})
-            headers["Link"] = f'</v2/{quote(name)}/tags/list?{query}>; rel="next"'
+            if names:  # n=0: an empty list and MUST NOT include a Link header
+                query = urlencode({"n": n, "last": names[-1]})
+                headers["Link"] = f'</v2/{quote(name)}/tags/list?{query}>; rel="next"'
         return json_response({"name": name, "tags": names}, 200, headers)
 
     async def _referrers(self, request: Request, name: str, digest: str) -> Response:

@@ -1,0 +1,1 @@
+"""The runc backend: containers run by runc under conmon, sandboxes as netns + CNI."""
