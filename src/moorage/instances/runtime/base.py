@@ -202,9 +202,7 @@ class Runtime(Protocol):
 
     async def logs(self, container_id: str, *, tail: int | None = None) -> list[LogLine]: ...
 
-    async def exec(
-        self, container_id: str, args: Sequence[str], *, timeout_s: float = 30.0
-    ) -> ExecResult:
+    async def exec(self, container_id: str, args: Sequence[str], *, timeout_s: float = 30.0) -> ExecResult:
         """Run ``args`` inside the running container (its env, cwd and user), stdin closed.
 
         Raises :class:`ContainerNotRunning` unless it runs, :class:`ExecTimeout` (after killing the

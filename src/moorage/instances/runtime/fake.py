@@ -359,7 +359,9 @@ class FakeRuntime:
     async def start(self, container_id: str) -> ContainerState:
         c = self._get(container_id)
         if c.status is not ContainerStatus.CREATED:
-            raise Conflict(f"container {container_id!r} is {c.status}, not created", code="ContainerNotCreated")
+            raise Conflict(
+                f"container {container_id!r} is {c.status}, not created", code="ContainerNotCreated"
+            )
         c.status = ContainerStatus.RUNNING
         c.started_at = datetime.now(UTC)
         c.process = self._process(c, init=True)

@@ -117,7 +117,9 @@ def resolve_user(user: str | None, read: Callable[[str], bytes | None]) -> Resol
     name, sep, group = spec.partition(":")
     if not name or (sep and not group):
         raise InvalidUser(f"invalid user {spec!r}: expected uid[:gid] or name[:group]", target="user")
-    passwd = [f for f in _entries(read("/etc/passwd"), 7) if _int(f[2]) is not None and _int(f[3]) is not None]
+    passwd = [
+        f for f in _entries(read("/etc/passwd"), 7) if _int(f[2]) is not None and _int(f[3]) is not None
+    ]
     groups = [f for f in _entries(read("/etc/group"), 4) if _int(f[2]) is not None]
 
     uid = _int(name)
