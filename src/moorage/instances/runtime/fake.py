@@ -387,7 +387,8 @@ class FakeRuntime:
                 c.finish(128 + signal)
             return
         p = c.process
-        assert p is not None and c.task is not None  # noqa: S101 - RUNNING implies both
+        assert p is not None  # noqa: S101 - RUNNING implies a process
+        assert c.task is not None  # noqa: S101 - and its task
         action = p.traps.get(signal)
         if signal == signals.SIGKILL or (action is None and not p.init):
             c.forced_exit = 128 + signal
