@@ -25,6 +25,7 @@ class RunningServer:
     process: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     # -- connection facts ------------------------------------------------------------------------
     @property
@@ -60,6 +61,7 @@ class RunningServer:
         self.connection_file.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
         env["MOORAGE_HOME"] = str(self.home)
+        env.update(self.extra_env)
         self.home.mkdir(parents=True, exist_ok=True)
         out_path = self.home.parent / f"{self.home.name}-server-{self.starts}.out"
         self.starts += 1

@@ -216,7 +216,7 @@ class Moorage:
         self.registry_tokens = RegistryTokens(KeyRing.load(keys_dir / "registry"), self.clock)
         self.gate = Gate(
             self.registries,
-            Authorizer(self.identity),
+            Authorizer(self.identity, settings.open_registries),
             self.registry_tokens,
             _EntraAdapter(self.identity),
             _ClientSecretsAdapter(self.identity),

@@ -47,6 +47,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     platform_address: str = "100.64.0.1"
     registry_upload_ttl_s: int = 24 * 3600
+    # Registries (by name) where anonymous clients may pull, push and delete: for running the
+    # OCI conformance suite without authentication, or throwaway local use. Empty by default.
+    open_registries: tuple[str, ...] = ()
     registry_gc_interval_s: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -123,5 +126,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_list(env, "MOORAGE_TRUSTED_PROXIES"),
         platform_address=env.get("MOORAGE_PLATFORM_ADDRESS", "100.64.0.1"),
         registry_upload_ttl_s=_int(env, "MOORAGE_REGISTRY_UPLOAD_TTL", 24 * 3600),
+        open_registries=_list(env, "MOORAGE_REGISTRY_OPEN"),
         registry_gc_interval_s=_int(env, "MOORAGE_REGISTRY_GC_INTERVAL", 3600),
     )

@@ -153,8 +153,14 @@ def _scope_map_allows(scope_map: ScopeMap, repository: str, action: str) -> bool
 class Authorizer:
     """Grants requested scopes to a subject on a registry."""
 
-    def __init__(self, access: AccessChecks) -> None:
+    def __init__(self, access: AccessChecks, open_registries: Iterable[str] = ()) -> None:
         self._access = access
+        # Operator-chosen registries that anonymous clients may read and write (conformance runs,
+        # throwaway local use); never set through ARM.
+        self._open = {name.lower() for name in open_registries}
+
+    def is_open(self, registry: Registry) -> bool:
+        return registry.name in self._open
 
     async def grant(
         self, registry: Registry, subject: Subject, scopes: Iterable[Scope], scope_map: ScopeMap | None = None
@@ -183,7 +189,9 @@ class Authorizer:
         return granted
 
     async def _catalog(self, registry: Registry, subject: Subject, rbac: Any) -> bool:
-        if subject.kind is CredentialKind.ADMIN:
+        if subject.kind is CredentialKind.ADMIN or (
+            subject.kind is CredentialKind.ANONYMOUS and self.is_open(registry)
+        ):
             return True
         if subject.kind in (CredentialKind.SERVICE_PRINCIPAL, CredentialKind.MANAGED_IDENTITY):
             return bool(await rbac(PULL_ACTION))
@@ -209,6 +217,8 @@ class Authorizer:
             case CredentialKind.REPOSITORY_TOKEN:
                 return scope_map is not None and _scope_map_allows(scope_map, repository, action)
             case CredentialKind.ANONYMOUS:
+                if self.is_open(registry):
+                    return True
                 return registry.settings.anonymous_pull_enabled and action in ("pull", "metadata_read")
 
 

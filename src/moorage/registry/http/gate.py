@@ -215,7 +215,7 @@ class Gate:
         if caller.subject.kind is not CredentialKind.ANONYMOUS:
             self.firewall(request, registry, managed_identity=caller.subject.is_managed_identity)
         if scope is None:
-            if caller.subject.kind is CredentialKind.ANONYMOUS:
+            if caller.subject.kind is CredentialKind.ANONYMOUS and not self.authorizer.is_open(registry):
                 raise Unauthorized("authentication required")
             return caller
         await self.require(request, caller, scope)

@@ -107,8 +107,7 @@ class TokenService:
             raise Unauthorized("authentication required")
         return self._anonymous(registry), False
 
-    @staticmethod
-    def _anonymous(registry: Registry) -> Subject:
-        if not registry.settings.anonymous_pull_enabled:
+    def _anonymous(self, registry: Registry) -> Subject:
+        if not (registry.settings.anonymous_pull_enabled or self._gate.authorizer.is_open(registry)):
             raise Unauthorized("authentication required")
         return ANONYMOUS
