@@ -186,6 +186,20 @@ class Registries:
                 return registry
         return None
 
+    def local_login_server(self, host: str) -> str | None:
+        """Synchronously map a host from an image reference to a local login server: an exact
+        ``host:port`` of ours, or Azure's ``<name>.azurecr.io`` form of a registry of ours."""
+        host = host.lower()
+        served = {f"{self._login_host}:{port}": name for port, name in self._by_port.items()}
+        if host in served:
+            return host
+        if host.endswith(".azurecr.io"):
+            name = host.removesuffix(".azurecr.io")
+            for login, registry in served.items():
+                if registry == name:
+                    return login
+        return None
+
     async def name_available(self, name: str) -> tuple[bool, str | None, str | None]:
         """ACR's checkNameAvailability: (available, reason, message)."""
         if not _NAME.match(name):

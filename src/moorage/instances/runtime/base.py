@@ -182,9 +182,12 @@ class Runtime(Protocol):
     async def create(self, spec: ContainerSpec) -> ContainerState:
         """Prepare the container (rootfs, cgroup, supervisor) without starting its process."""
 
-    async def start(self, container_id: str) -> ContainerState: ...
+    async def start(self, container_id: str) -> ContainerState:
+        """Start a created container's process; ``Conflict`` (``ContainerNotCreated``) otherwise."""
 
-    async def kill(self, container_id: str, signal: int) -> None: ...
+    async def kill(self, container_id: str, signal: int) -> None:
+        """Send ``signal`` to the container's init (PID 1: only SIGKILL and signals it handles
+        have an effect). A no-op once it has exited."""
 
     async def stop(self, container_id: str, grace_s: float | None = None) -> ContainerState:
         """SIGTERM, wait ``grace_s`` (default: the spec's), then SIGKILL; return the final state."""

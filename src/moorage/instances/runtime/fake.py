@@ -8,7 +8,6 @@ test runs unchanged against runc:
 ``echo ARGS...``                       writes ``ARGS`` joined by spaces to stdout
 ``true`` / ``false``                   exit 0 / 1
 ``sleep SECONDS|infinity``             sleeps (a process is a plain timer, no real work)
-``printenv [NAME]``                    the variable (exit 1 if unset) or the whole env
 ``env`` / ``pwd`` / ``id [-u|-g]``     env, working directory, uid/gid
 ``dd ... bs=SIZE ...``                 allocates SIZE (K/M/G suffixes); above the memory
                                        limit it is OOM-killed (137, ``oom_killed``)
@@ -144,15 +143,6 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
             return 1
         await p.sleep(seconds, interruptible=False)
         return 0
-    if prog == "printenv":
-        if not args:
-            for k, v in p.env.items():
-                out(f"{k}={v}")
-            return 0
-        if args[0] not in p.env:
-            return 1
-        out(p.env[args[0]])
-        return 0
     if prog == "env":
         for k, v in p.env.items():
             out(f"{k}={v}")
@@ -187,7 +177,7 @@ def is_simulated(program: str) -> bool:
     return PurePosixPath(program).name in SIMULATED
 
 
-SIMULATED = frozenset({"sh", "echo", "true", "false", "sleep", "printenv", "env", "pwd", "id", "dd"})
+SIMULATED = frozenset({"sh", "echo", "true", "false", "sleep", "env", "pwd", "id", "dd"})
 
 
 def _expand(word: str, p: _Process) -> str:
@@ -401,7 +391,7 @@ class FakeRuntime:
     async def stop(self, container_id: str, grace_s: float | None = None) -> ContainerState:
         c = self._get(container_id)
         grace = c.spec.stop_grace_s if grace_s is None else grace_s
-        if c.status is ContainerStatus.RUNNING:
+        if c.status is ContainerStatus.RUNNING and grace > 0:
             await self.kill(container_id, signals.SIGTERM)
             await self.wait(container_id, grace)
         if c.status is not ContainerStatus.STOPPED:

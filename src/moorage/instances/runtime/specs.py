@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from moorage.core.errors import InvalidArgument
 from moorage.instances.runtime.base import ContainerSpec, SandboxSpec, Volume
@@ -93,3 +95,44 @@ def process_env(env: Sequence[str], *, home: str, hostname: str) -> list[str]:
     merged.setdefault("HOSTNAME", hostname)
     merged.setdefault("HOME", home)
     return [f"{k}={v}" for k, v in merged.items()]
+
+
+@dataclass(frozen=True)
+class ImageProcess:
+    """The process fields of a :class:`ContainerSpec` derived from an image config."""
+
+    args: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+
+
+def image_process(
+    image_config: Mapping[str, Any], *, command: Sequence[str] = (), env: Sequence[str] = ()
+) -> ImageProcess:
+    """Merge an OCI image config (the whole config blob, with its ``config`` object) with a
+    container's overrides, as Azure Container Instances does: a ``command`` replaces the image's
+    ``Entrypoint`` *and* ``Cmd``; ``env`` entries override the image's by name; the working
+    directory and user come from the image. Raises ``InvalidArgument`` when neither gives a
+    command."""
+    config = image_config.get("config") or {}
+    if not isinstance(config, Mapping):
+        config = {}
+    entrypoint = [str(a) for a in config.get("Entrypoint") or []]
+    cmd = [str(a) for a in config.get("Cmd") or []]
+    args = list(command) if command else [*entrypoint, *cmd]
+    if not args:
+        raise InvalidArgument("the image defines no command and the container gives none", target="command")
+    merged: dict[str, str] = {}
+    for entry in [*(str(e) for e in config.get("Env") or []), *env]:
+        key, _, value = entry.partition("=")
+        if key:
+            merged[key] = value
+    cwd = str(config.get("WorkingDir") or "/")
+    user = str(config.get("User")) if config.get("User") else None
+    return ImageProcess(
+        args=args,
+        env=[f"{k}={v}" for k, v in merged.items()],
+        cwd=cwd if cwd.startswith("/") else "/" + cwd,
+        user=user,
+    )
