@@ -42,6 +42,9 @@ from moorage.identity.keys import KeyRing
 from moorage.identity.records import APPLICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR
 from moorage.identity.service import IdentityService
 from moorage.identity.tokens import TokenAuthority
+from moorage.instances.access import ImageAccess, RegistryFacts
+from moorage.instances.content import Leases
+from moorage.instances.images import ImageSource
 from moorage.listeners import UvicornListeners
 from moorage.registry import schema as registry_schema
 from moorage.registry.auth import Authorizer, RegistryTokens
@@ -180,6 +183,7 @@ class Moorage:
         self.listeners.serve_app(AccessLog(self.registry_app))
         await self.registries.start()
         self.registry_gc.start()
+        self._compose_images()
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -198,6 +202,23 @@ class Moorage:
                 return recorded
         write_private(path, json.dumps({"issuerBase": self.public_url}).encode())
         return self.public_url
+
+    def _compose_images(self) -> None:
+        """The platform's image puller: its own content store, pulls of moorage's registries on
+        the platform channel, managed-identity tokens minted by identity."""
+        settings = self.settings
+        self.node_blobs = open_blob_store(settings.blob_store, settings.home / "node" / "content")
+        self.image_source = ImageSource(
+            self.node_blobs,
+            router=_PlatformRouter(self.registries, self.registry_app, settings.platform_address),
+            leases=Leases(settings.home / "node" / "leases"),
+        )
+        self.image_access = ImageAccess(
+            self.image_source,
+            _IdentityTokensAdapter(self.identity),
+            _RegistryFactsAdapter(self.registries),
+            platform_address=settings.platform_address,
+        )
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
@@ -310,6 +331,8 @@ class Moorage:
 
     async def close(self) -> None:
         await self.registry_gc.stop()
+        if hasattr(self, "image_source"):
+            await self.image_source.aclose()
         await self.operations.shutdown()
         await self.listeners.close_all()
         if self.meta is not None:
@@ -343,3 +366,56 @@ class _ClientSecretsAdapter:
         except MoorageError:
             return None
         return EntraPrincipal(principal.tenant_id, principal.object_id, principal.app_id, None)
+
+
+class _PlatformRouter:
+    """Pulls of moorage's own registries — by login server or Azure's ``<name>.azurecr.io`` — go
+    through the in-process platform channel; everything else over the network."""
+
+    def __init__(self, registries: Registries, registry_app: ASGIApp, platform_address: str) -> None:
+        self._registries = registries
+        self._transport = PlatformTransport(registry_app, platform_address)
+
+    def route(self, host: str) -> tuple[str, httpx.AsyncBaseTransport | None]:
+        local = self._registries.local_login_server(host)
+        if local is None:
+            return host, None
+        return local, self._transport
+
+
+class _IdentityTokensAdapter:
+    """identity's managed-identity token issuer, as instances' ``ManagedIdentityTokens``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def token(self, identity_resource_id: str, audience: str) -> str:
+        return (await self._identity.token_for_managed_identity(identity_resource_id, audience)).token
+
+    async def principal_id(self, identity_resource_id: str) -> str | None:
+        principal = await self._identity.managed_identity(identity_resource_id)
+        return principal.object_id if principal else None
+
+
+class _RegistryFactsAdapter:
+    """The registry's settings, as instances' ``RegistryFactsSource`` (for diagnosis)."""
+
+    def __init__(self, registries: Registries) -> None:
+        self._registries = registries
+
+    async def facts(self, host: str) -> RegistryFacts | None:
+        registry = await self._registries.by_login_server(host)
+        if registry is None:
+            return None
+        s = registry.settings
+        return RegistryFacts(
+            name=registry.display_name,
+            resource_id=registry.resource_id,
+            login_server=registry.login_server,
+            sku=s.sku.value,
+            public_network_access=s.public_network_access,
+            default_action=s.network_rule_set.default_action,
+            ip_rules=s.network_rule_set.ip_rules,
+            bypass=s.network_rule_bypass,
+            admin_user_enabled=s.admin_user_enabled,
+        )

@@ -287,6 +287,20 @@ async def test_delete_removes_a_running_container_and_is_idempotent(env: Env) ->
     assert await env.runtime.containers() == []
 
 
+async def test_start_reports_the_running_process(env: Env) -> None:
+    created = await env.runtime.create(env.spec(FOREVER))
+    started = await env.runtime.start(created.id)
+    assert started.status is ContainerStatus.RUNNING
+    assert started.pid == created.pid
+    assert started.started_at is not None
+    current = await env.runtime.state(created.id)
+    assert (current.status, current.pid, current.started_at) == (
+        ContainerStatus.RUNNING,
+        started.pid,
+        started.started_at,
+    )
+
+
 async def test_start_only_starts_a_created_container(env: Env) -> None:
     state = await env.run(FOREVER)
     with pytest.raises(Conflict):

@@ -4,6 +4,7 @@ control plane, reconciliation of debris, and leaving nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import os
 import random
@@ -13,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -29,7 +31,12 @@ from moorage.instances.runtime.base import (
     VolumeMount,
 )
 from moorage.instances.runtime.runc import RuncRuntime
+from moorage.instances.snapshots import Snapshotter
+from tests.images import sha256, tar_layer
 from tests.runtime_support import (
+    BUSYBOX,
+    GROUP,
+    PASSWD,
     LoopbackNetwork,
     build_busybox_rootfs,
     leftovers,
@@ -306,3 +313,39 @@ async def test_deleting_a_group_leaves_nothing_behind(
     assert list(runtime.layout.exits.iterdir()) == []
     assert list(runtime.layout.sockets.iterdir()) == []
     assert elapsed < 10
+
+
+async def test_a_rootfs_of_sixty_layers(runtime: RuncRuntime, tmp_path: Path, prefix: str) -> None:
+    """Sixty snapshots make an overlay option string longer than a page: the rootfs goes through
+    the ``lowerdir+`` mount (the same code as ``Snapshotter.mount_rootfs``)."""
+    applets = {f"bin/{name}": "busybox" for name in ("sh", "cat", "ls", "wc", "sleep")}
+    base = tar_layer(
+        {"bin/busybox": BUSYBOX.read_bytes(), "etc/passwd": PASSWD.encode(), "etc/group": GROUP.encode()},
+        modes={"bin/busybox": 0o755},
+        symlinks=applets,
+    )
+    tars = [base] + [tar_layer({f"layers/{i:02d}": b"%d" % i, "top": b"%d" % i}) for i in range(1, 60)]
+    snapshotter = Snapshotter(tmp_path / "images")
+
+    def opener(data: bytes) -> Callable[[], BinaryIO]:
+        return lambda: io.BytesIO(data)
+
+    lowers = await snapshotter.prepare([(opener(tar), sha256(tar)) for tar in tars])
+    assert len(lowers) == 60
+    assert len(":".join(str(path) for path in lowers)) > os.sysconf("SC_PAGE_SIZE")
+
+    await runtime.create_sandbox(SandboxSpec(id="tall", hostname="tall"))
+    script = "cat /top; echo; ls /layers | wc -l; cat /layers/01"
+    await runtime.create(
+        ContainerSpec(id="tall", sandbox_id="tall", rootfs_layers=lowers, args=["sh", "-c", script])
+    )
+    rootfs = runtime.layout.bundle("tall") / "rootfs"
+    assert any(line.split(" ")[4] == str(rootfs) and " - overlay " in line for line in _mountinfo())
+    await runtime.start("tall")
+    final = await runtime.wait("tall", 30)
+    lines = [line.text.strip() for line in await runtime.logs("tall")]
+    assert final.exit_code == 0, lines
+    assert lines == ["59", "59", "1"]
+    await runtime.delete_sandbox("tall")
+    assert leftovers(prefix, runtime.layout.state_dir) == []
+    assert (lowers[0] / "top").read_bytes() == b"59"  # the snapshots are untouched

@@ -17,18 +17,13 @@ layers are copies, implied directories copy lower metadata), which is why it is 
 not by diff_id.
 
 Root filesystems are overlay mounts: ``lowerdir`` = the chain's snapshots (top first), plus a
-per-container ``upperdir``/``workdir``. The mount uses plain ``mount(2)`` while the option string fits
-in a page; longer chains (or paths overlayfs' option syntax cannot carry) go through the new mount
-API with one ``lowerdir+`` per layer (kernel 6.5+), which has no length limit. We do not ``chdir``
-to shorten paths: the working directory is process-wide and the control plane runs blocking work in
-threads.
+per-container ``upperdir``/``workdir``. The mount itself (with its ``lowerdir+`` fallback for stacks
+whose options exceed a page) lives in :mod:`moorage.instances.mounts`, shared with the runc backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import errno
 import hashlib
 import json
@@ -40,29 +35,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.core.errors import InvalidArgument, NotSupported
+from moorage.core.errors import InvalidArgument
+from moorage.instances import mounts
 from moorage.instances.layers import apply_layer
-from moorage.instances.runtime.base import RuntimeFailure
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DONE = ".done"
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
-_UMOUNT_NOFOLLOW = 0x8
-_MNT_DETACH = 0x2
-# The new mount API has the same syscall numbers on every architecture but alpha.
-_SYS_MOVE_MOUNT = 429
-_SYS_FSOPEN = 430
-_SYS_FSCONFIG = 431
-_SYS_FSMOUNT = 432
-_FSOPEN_CLOEXEC = 0x1
-_FSCONFIG_SET_STRING = 1
-_FSCONFIG_CMD_CREATE = 6
-_FSMOUNT_CLOEXEC = 0x1
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_AT_FDCWD = -100
-# Characters that overlayfs' monolithic option string would treat as separators.
-_OPTION_SPECIALS = frozenset(",:\\")
 
 LayerOpener = Callable[[], BinaryIO]
 
@@ -225,33 +205,14 @@ class Snapshotter:
         """Mount an overlay at ``target`` from ``lowers`` (top first, as :meth:`prepare` returns
         them) with the container's writable ``upper`` and overlay's scratch ``work`` (same
         filesystem as ``upper``). ``upper``, ``work`` and ``target`` are created when missing.
-        Raises InvalidArgument without lowers, RuntimeFailure when the kernel refuses."""
-        if not lowers:
-            raise InvalidArgument("a root filesystem needs at least one layer")
-        for directory in (upper, work, target):
-            directory.mkdir(parents=True, exist_ok=True)
-        lower_paths = [str(path.absolute()) for path in lowers]
-        upper_path, work_path = str(upper.absolute()), str(work.absolute())
-        options = f"lowerdir={':'.join(lower_paths)},upperdir={upper_path},workdir={work_path}"
-        plain = not any(char in _OPTION_SPECIALS for char in "".join([*lower_paths, upper_path, work_path]))
-        if plain and len(options.encode()) < os.sysconf("SC_PAGE_SIZE"):
-            _mount_legacy(target, options)
-        else:
-            _mount_fsconfig(target, lower_paths, upper_path, work_path)
+        Raises InvalidArgument without lowers, RuntimeFailure when the kernel refuses (see
+        :func:`moorage.instances.mounts.mount_overlay`)."""
+        mounts.mount_overlay(lowers, upper, work, target)
 
     def unmount(self, target: Path) -> None:
         """Unmount a root filesystem; a no-op when nothing is mounted there. When the mount is busy
         (a host process still uses it) it is detached lazily, so the container can be cleaned up."""
-        path = os.fsencode(target)
-        if _libc().umount2(path, _UMOUNT_NOFOLLOW) == 0:
-            return
-        code = ctypes.get_errno()
-        if code in (errno.EINVAL, errno.ENOENT):  # not a mount point, or already gone
-            return
-        if code == errno.EBUSY and _libc().umount2(path, _UMOUNT_NOFOLLOW | _MNT_DETACH) == 0:
-            return
-        code = ctypes.get_errno() if code == errno.EBUSY else code
-        raise RuntimeFailure(f"unmounting {target}: {os.strerror(code)}")
+        mounts.unmount(target)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -288,75 +249,3 @@ def _pid_alive(name: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC  # noqa: PLW0603 - loaded once, lazily, so importing this module costs nothing
-    if _LIBC is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        text = ctypes.c_char_p
-        libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
-        libc.mount.restype = ctypes.c_int
-        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        libc.umount2.restype = ctypes.c_int
-        libc.syscall.restype = ctypes.c_long
-        _LIBC = libc
-    return _LIBC
-
-
-def _mount_legacy(target: Path, options: str) -> None:
-    if _libc().mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
-        code = ctypes.get_errno()
-        raise RuntimeFailure(f"mounting the overlay rootfs at {target}: {os.strerror(code)}")
-
-
-def _syscall(number: int, *args: int | bytes) -> int:
-    converted = [ctypes.c_char_p(arg) if isinstance(arg, bytes) else ctypes.c_long(arg) for arg in args]
-    result = int(_libc().syscall(ctypes.c_long(number), *converted))
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return result
-
-
-def _mount_fsconfig(target: Path, lowers: Sequence[str], upper: str, work: str) -> None:
-    """fsopen/fsconfig/fsmount/move_mount with one ``lowerdir+`` per layer (no length limit)."""
-    try:
-        fs_fd = _syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC)
-    except OSError as exc:
-        raise NotSupported(f"this kernel has no fsopen(2) for long overlay stacks: {exc.strerror}") from exc
-    try:
-        try:
-            for lower in lowers:
-                _fsconfig(fs_fd, "lowerdir+", lower)
-            _fsconfig(fs_fd, "upperdir", upper)
-            _fsconfig(fs_fd, "workdir", work)
-            _syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_CMD_CREATE, 0, 0, 0)
-            mount_fd = _syscall(_SYS_FSMOUNT, fs_fd, _FSMOUNT_CLOEXEC, 0)
-        except OSError as exc:
-            detail = "; ".join(_fs_context_log(fs_fd)) or exc.strerror
-            raise RuntimeFailure(f"mounting the overlay rootfs at {target}: {detail}") from exc
-        try:
-            _syscall(_SYS_MOVE_MOUNT, mount_fd, b"", _AT_FDCWD, os.fsencode(target), _MOVE_MOUNT_F_EMPTY_PATH)
-        except OSError as exc:
-            raise RuntimeFailure(f"attaching the overlay rootfs at {target}: {exc.strerror}") from exc
-        finally:
-            os.close(mount_fd)
-    finally:
-        os.close(fs_fd)
-
-
-def _fsconfig(fs_fd: int, key: str, value: str) -> None:
-    _syscall(_SYS_FSCONFIG, fs_fd, _FSCONFIG_SET_STRING, key.encode(), os.fsencode(value), 0)
-
-
-def _fs_context_log(fs_fd: int) -> list[str]:
-    """The kernel's messages about a failed fsconfig (read from the context descriptor)."""
-    messages: list[str] = []
-    with contextlib.suppress(OSError):  # ENODATA once the log is empty
-        while len(messages) < 16:
-            messages.append(os.read(fs_fd, 1024).decode(errors="replace").strip())
-    return messages

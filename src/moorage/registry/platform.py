@@ -43,6 +43,28 @@ class _ResponseStream(httpx.AsyncByteStream):
                 await self._task
 
 
+def _platform_scope(request: httpx.Request, address: str) -> dict[str, Any]:
+    """The ASGI scope of a platform request: marked with :data:`PLATFORM_EXTENSION`."""
+    host = request.url.host + (f":{request.url.port}" if request.url.port else "")
+    headers = [(k.lower(), v) for k, v in request.headers.raw if k.lower() != b"host"]
+    headers.insert(0, (b"host", host.encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": "https",
+        "path": request.url.path,
+        "raw_path": request.url.raw_path.split(b"?")[0],
+        "query_string": request.url.query,
+        "root_path": "",
+        "headers": headers,
+        "client": (address, 0),
+        "server": ("platform", 0),
+        "extensions": {PLATFORM_EXTENSION: True},
+    }
+
+
 class PlatformTransport(httpx.AsyncBaseTransport):
     """Send requests straight into ``app`` as the platform (``client`` = ``platform_address``)."""
 
@@ -51,37 +73,32 @@ class PlatformTransport(httpx.AsyncBaseTransport):
         self._address = platform_address
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host + (f":{request.url.port}" if request.url.port else "")
-        headers = [(k.lower(), v) for k, v in request.headers.raw if k.lower() != b"host"]
-        headers.insert(0, (b"host", host.encode()))
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": request.method,
-            "scheme": "https",
-            "path": request.url.path,
-            "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query,
-            "root_path": "",
-            "headers": headers,
-            "client": (self._address, 0),
-            "server": ("platform", 0),
-            "extensions": {PLATFORM_EXTENSION: True},
-        }
+        scope = _platform_scope(request, self._address)
         body = request.stream
         body_iter = body.__aiter__() if isinstance(body, httpx.AsyncByteStream) else None
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)
         started: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
 
+        body_done = False
+        finished = asyncio.Event()
+
         async def receive() -> Message:
-            if body_iter is None:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            try:
-                chunk = await body_iter.__anext__()
-            except StopAsyncIteration:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+            # ASGI: once the body has been delivered, receive() blocks until the exchange is
+            # over and then reports a disconnect (streaming responses listen for it).
+            nonlocal body_done
+            if body_done:
+                await finished.wait()
+                return {"type": "http.disconnect"}
+            chunk = b""
+            if body_iter is not None:
+                try:
+                    chunk = bytes(await body_iter.__anext__())
+                except StopAsyncIteration:
+                    chunk = b""
+                else:
+                    return {"type": "http.request", "body": chunk, "more_body": True}
+            body_done = True
+            return {"type": "http.request", "body": chunk, "more_body": False}
 
         ended = False
 
@@ -95,6 +112,7 @@ class PlatformTransport(httpx.AsyncBaseTransport):
                     await queue.put(chunk)
                 if not message.get("more_body", False):
                     ended = True
+                    finished.set()
                     await queue.put(_END)
 
         async def run() -> None:
@@ -106,6 +124,8 @@ class PlatformTransport(httpx.AsyncBaseTransport):
                 else:
                     await queue.put(exc)
                 raise
+            finally:
+                finished.set()
             if not ended:
                 await queue.put(_END)
 

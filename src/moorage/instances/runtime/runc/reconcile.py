@@ -21,8 +21,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from moorage.core.log import get_logger
+from moorage.instances import mounts
 from moorage.instances.runtime.base import ContainerStatus, RuntimeFailure
-from moorage.instances.runtime.runc import cgroups, conmon, mounts
+from moorage.instances.runtime.runc import cgroups, conmon
 from moorage.instances.runtime.runc.runtime import RuncRuntime
 
 log = get_logger("runtime.reconcile")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from moorage.core.errors import AlreadyExists, Conflict
 from moorage.core.log import get_logger
+from moorage.instances import mounts
 from moorage.instances.runtime.base import (
     ContainerAlreadyExists,
     ContainerNotFound,
@@ -48,7 +49,7 @@ from moorage.instances.runtime.base import (
     SandboxSpec,
     Volume,
 )
-from moorage.instances.runtime.runc import cgroups, conmon, mounts
+from moorage.instances.runtime.runc import cgroups, conmon
 from moorage.instances.runtime.runc.bundle import DEFAULT_RLIMITS, SandboxFiles, clamp_rlimits, oci_config
 from moorage.instances.runtime.runc.cli import RuncCli, error_text
 from moorage.instances.runtime.runc.layout import (
@@ -403,21 +404,47 @@ class RuncRuntime:
     async def start(self, container_id: str) -> ContainerState:
         async with self._lock(container_id):
             record = self._record(container_id)
-            current = await self.runc.state(record.runc_id)
-            if current is None or current.status != "created":
-                status = current.status if current is not None else "stopped"
-                raise Conflict(
-                    f"container {container_id!r} is {status}, not created", code="ContainerNotCreated"
-                )
-            started = self.layout.bundle(container_id) / "started"
+            bundle = self.layout.bundle(container_id)
+            started = bundle / "started"
+            if started.exists() or (bundle / "final.json").exists():
+                raise await self._not_created(record)
+            # No ``runc state`` first (a runc process, ~6 ms): runc itself refuses to start
+            # anything but a created container, and only then do we ask what it is.
             started.write_text(now().isoformat())
             try:
                 await self.runc.start(record.runc_id)
+            except RuntimeFailure:
+                started.unlink(missing_ok=True)
+                current = await self.runc.state(record.runc_id)
+                if current is None or current.status != "created":
+                    raise await self._not_created(record) from None
+                raise
             except BaseException:
                 started.unlink(missing_ok=True)
                 raise
         log.info("container started", container=container_id)
-        return await self.state(container_id)
+        return await self._started_state(record)
+
+    async def _not_created(self, record: ContainerRecord) -> Conflict:
+        current = await self.runc.state(record.runc_id)
+        status = current.status if current is not None else "stopped"
+        return Conflict(f"container {record.id!r} is {status}, not created", code="ContainerNotCreated")
+
+    async def _started_state(self, record: ContainerRecord) -> ContainerState:
+        """The state right after a successful ``runc start``: running while the init process
+        lives and conmon has written no exit (read from /proc, not from another ``runc state``);
+        otherwise whatever :meth:`state` finds."""
+        files = self.layout.files(record.id)
+        pid = conmon.read_pid(files.init_pid)
+        if pid is not None and _exit_code(files.exit_file(record.runc_id)) is None and _alive(pid):
+            return ContainerState(
+                id=record.id,
+                sandbox_id=record.sandbox_id,
+                status=ContainerStatus.RUNNING,
+                pid=pid,
+                started_at=parse_time(_read_text(files.bundle / "started")),
+            )
+        return await self.state(record.id)
 
     async def state(self, container_id: str) -> ContainerState:
         record = self._record(container_id)
@@ -672,6 +699,15 @@ class RuncRuntime:
             "cgroup_parent": self.cgroup_parent,
             "rlimits": [dict(r) for r in self.rlimits],
         }
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _read_text(path: Path) -> str | None:
