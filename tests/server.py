@@ -6,8 +6,11 @@ directory; tests read ``connection.json`` as the README tells scripts to.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
+import secrets
 import signal
 import ssl
 import subprocess
@@ -26,6 +29,13 @@ class RunningServer:
     info: dict[str, Any] = field(default_factory=dict)
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Host objects of the runc runtime (containers, netns, bridge, nftables table) carry this
+    # prefix: each server's reconciler removes whatever carries its prefix without a record, so
+    # servers (and test sessions) on one host must not share one. The subnet is the bridge's.
+    runtime_prefix: str = field(default_factory=lambda: f"mt{secrets.token_hex(4)}")
+    runtime_subnet: str = field(
+        default_factory=lambda: f"10.{random.randint(64, 99)}.{random.randint(0, 255)}.0/24"
+    )
 
     # -- connection facts ------------------------------------------------------------------------
     @property
@@ -61,6 +71,8 @@ class RunningServer:
         self.connection_file.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_")}
         env["MOORAGE_HOME"] = str(self.home)
+        env["MOORAGE_RUNTIME_PREFIX"] = self.runtime_prefix
+        env["MOORAGE_RUNTIME_SUBNET"] = self.runtime_subnet
         env.update(self.extra_env)
         self.home.mkdir(parents=True, exist_ok=True)
         out_path = self.home.parent / f"{self.home.name}-server-{self.starts}.out"
@@ -100,6 +112,37 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def remove_runtime_objects(self) -> None:
+        """After the last stop: remove whatever this server's runc runtime left on the host
+        (containers, sandboxes and their netns and host ports, the bridge, the nftables table).
+        The server itself never removes them on shutdown, as containers outlive restarts."""
+        runtime_dir = self.home / "node" / "runtime"
+        if not runtime_dir.is_dir() or os.geteuid() != 0:
+            return  # the runc runtime never ran here
+        # Imported here: only root test sessions that ran the runc runtime need them.
+        from moorage.instances.runtime.runc.network import SandboxNetwork  # noqa: PLC0415
+        from moorage.instances.runtime.runc.runtime import RuncRuntime  # noqa: PLC0415
+
+        prefix = self.runtime_prefix
+
+        async def sweep() -> None:
+            network = SandboxNetwork(
+                self.home / "node" / "network",
+                bridge=f"{prefix}0",
+                subnet=self.runtime_subnet,
+                prefix=prefix,
+                nft_table=prefix,
+            )
+            runtime = RuncRuntime(runtime_dir, network=network, prefix=prefix)
+            for sandbox in await runtime.sandboxes():
+                await runtime.delete_sandbox(sandbox.id)
+            for container in await runtime.containers():
+                await runtime.delete(container.id)
+            await network.cleanup_orphans(set())
+            await network.teardown()
+
+        asyncio.run(sweep())
 
     def restart(self, sig: int = signal.SIGTERM) -> None:
         self.stop(sig)

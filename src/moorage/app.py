@@ -8,6 +8,7 @@ and a bootstrap service principal with Owner on that subscription.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -25,6 +26,7 @@ from moorage.arm import schema as arm_schema
 from moorage.arm.app import ArmEdge
 from moorage.arm.lro import Operations
 from moorage.arm.resources.base import ProviderRegistry
+from moorage.arm.resources.container_groups import container_instance_providers
 from moorage.arm.resources.managed_identities import UserAssignedIdentities
 from moorage.arm.resources.registries import registry_providers
 from moorage.arm.resources.resource_groups import ResourceGroups
@@ -42,9 +44,16 @@ from moorage.identity.keys import KeyRing
 from moorage.identity.records import APPLICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR
 from moorage.identity.service import IdentityService
 from moorage.identity.tokens import TokenAuthority
+from moorage.instances import schema as instances_schema
 from moorage.instances.access import ImageAccess, RegistryFacts
 from moorage.instances.content import Leases
 from moorage.instances.images import ImageSource
+from moorage.instances.runtime.base import Runtime
+from moorage.instances.runtime.fake import FakeRuntime
+from moorage.instances.runtime.runc.network import SandboxNetwork
+from moorage.instances.runtime.runc.runtime import RuncRuntime
+from moorage.instances.service import ContainerGroups
+from moorage.instances.snapshots import Snapshotter
 from moorage.listeners import UvicornListeners
 from moorage.registry import schema as registry_schema
 from moorage.registry.auth import Authorizer, RegistryTokens
@@ -62,6 +71,8 @@ from moorage.tls import write_private
 log = get_logger("app")
 
 BOOTSTRAP_FILE = "bootstrap.json"
+RUNC = Path("/usr/sbin/runc")
+CONMON = Path("/usr/bin/conmon")
 ISSUER_FILE = "issuer.json"
 
 
@@ -149,7 +160,12 @@ class Moorage:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.meta = await MetaStore.open(settings.db_url)
         await self.meta.migrate(
-            [*identity_schema.MIGRATIONS, *arm_schema.MIGRATIONS, *registry_schema.MIGRATIONS]
+            [
+                *identity_schema.MIGRATIONS,
+                *arm_schema.MIGRATIONS,
+                *registry_schema.MIGRATIONS,
+                *instances_schema.MIGRATIONS,
+            ]
         )
         keys = KeyRing.load(settings.keys_dir)
         self.authority = TokenAuthority(
@@ -184,6 +200,7 @@ class Moorage:
         await self.registries.start()
         self.registry_gc.start()
         self._compose_images()
+        await self._compose_groups()
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -208,10 +225,11 @@ class Moorage:
         the platform channel, managed-identity tokens minted by identity."""
         settings = self.settings
         self.node_blobs = open_blob_store(settings.blob_store, settings.home / "node" / "content")
+        self.node_leases = Leases(settings.home / "node" / "leases")
         self.image_source = ImageSource(
             self.node_blobs,
             router=_PlatformRouter(self.registries, self.registry_app, settings.platform_address),
-            leases=Leases(settings.home / "node" / "leases"),
+            leases=self.node_leases,
         )
         self.image_access = ImageAccess(
             self.image_source,
@@ -219,6 +237,64 @@ class Moorage:
             _RegistryFactsAdapter(self.registries),
             platform_address=settings.platform_address,
         )
+
+    def _compose_runtime(self) -> Runtime:
+        """The container runtime ``MOORAGE_RUNTIME`` names; ``auto`` is runc when this process is
+        root and runc and conmon are installed, else the in-memory fake."""
+        settings = self.settings
+        choice = settings.runtime
+        if choice == "auto":
+            runc_usable = os.geteuid() == 0 and RUNC.exists() and CONMON.exists()
+            choice = "runc" if runc_usable else "fake"
+        if choice == "fake":
+            return FakeRuntime()
+        prefix = settings.runtime_prefix
+        self.sandbox_network = SandboxNetwork(
+            settings.home / "node" / "network",
+            bridge=f"{prefix}0",
+            subnet=settings.runtime_subnet,
+            prefix=prefix,
+            nft_table=prefix,
+        )
+        return RuncRuntime(
+            settings.home / "node" / "runtime", network=self.sandbox_network, runc=str(RUNC), prefix=prefix
+        )
+
+    async def _compose_groups(self) -> None:
+        """Container groups: the runtime (reconciled first: containers that outlived the last run
+        are adopted), the service, its providers, and its watchers re-attached."""
+        assert self.meta is not None  # noqa: S101 - opened by start()
+        settings = self.settings
+        self.runtime = self._compose_runtime()
+        if isinstance(self.runtime, RuncRuntime):
+            report = await self.runtime.reconcile()
+            log.info(
+                "runtime reconciled",
+                adopted=len(report.adopted),
+                exited=len(report.exited),
+                removed=len(report.removed),
+                errors=report.errors,
+            )
+        snapshots = Snapshotter(settings.home / "node")
+        snapshots.discard_incomplete()
+        self.container_groups = ContainerGroups(
+            self.meta,
+            sealer=Sealer.load(settings.keys_dir / "sealing.key"),
+            runtime=self.runtime,
+            access=self.image_access,
+            blobs=self.node_blobs,
+            snapshots=snapshots,
+            identities=_IdentityDirectoryAdapter(self.identity),
+            clock=self.clock,
+            leases=self.node_leases,
+            work_dir=settings.home / "node",
+        )
+        for provider in container_instance_providers(
+            self.arm_store, self.operations, self.container_groups, self.identity
+        ):
+            self.providers.add(provider)
+        resumed = await self.container_groups.resume()
+        log.info("container groups resumed", runtime=type(self.runtime).__name__, groups=resumed)
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
@@ -330,10 +406,21 @@ class Moorage:
         return path
 
     async def close(self) -> None:
+        # Containers keep running: only the supervision stops; the next start re-attaches.
+        if hasattr(self, "container_groups"):
+            await self.container_groups.close()
         await self.registry_gc.stop()
         if hasattr(self, "image_source"):
             await self.image_source.aclose()
         await self.operations.shutdown()
+        if hasattr(self, "sandbox_network"):
+            # The bridge and nftables table go only when no sandbox is left (teardown checks).
+            try:
+                removed = await self.sandbox_network.teardown()
+            except (MoorageError, OSError) as exc:
+                log.warning("sandbox network left in place", error=str(exc))
+            else:
+                log.info("sandbox network", removed=removed)
         await self.listeners.close_all()
         if self.meta is not None:
             await self.meta.close()
@@ -395,6 +482,16 @@ class _IdentityTokensAdapter:
     async def principal_id(self, identity_resource_id: str) -> str | None:
         principal = await self._identity.managed_identity(identity_resource_id)
         return principal.object_id if principal else None
+
+
+class _IdentityDirectoryAdapter:
+    """identity's managed identities, as instances' ``IdentityDirectory``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def user_assigned_exists(self, resource_id: str) -> bool:
+        return await self._identity.managed_identity(resource_id) is not None
 
 
 class _RegistryFactsAdapter:

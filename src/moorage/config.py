@@ -6,6 +6,7 @@ Every setting has an embedded default so that ``moorage serve`` runs with no con
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,9 @@ from moorage.core.errors import InvalidArgument
 
 DEFAULT_PORT = 8443
 DEFAULT_LOCATION = "westus"
+# Lower-case letters and digits only, so that no prefix is a dash-extension of another (runc
+# container names are "<prefix>-<id>"), and short enough for the bridge name "<prefix>0".
+_RUNTIME_PREFIX = re.compile(r"[a-z][a-z0-9]{0,13}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,14 @@ class Settings:
     # OCI conformance suite without authentication, or throwaway local use. Empty by default.
     open_registries: tuple[str, ...] = ()
     registry_gc_interval_s: int = 3600
+    # Container groups: the runtime (auto: runc when root with runc and conmon installed, else the
+    # in-memory fake), and the names its host objects carry. Two servers on one host need
+    # different prefixes and subnets: the runc backend's reconciler removes every object carrying
+    # its prefix that it has no record of. The prefix also names the bridge (<prefix>0) and the
+    # nftables table (<prefix>).
+    runtime: str = "auto"
+    runtime_prefix: str = "moorage"
+    runtime_subnet: str = "10.88.0.0/16"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +113,23 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (case-insensitive); the first is the default."""
+    raw = env.get(name, "").strip().lower() or allowed[0]
+    if raw not in allowed:
+        raise InvalidArgument(
+            f"{name} must be one of {', '.join(allowed)}, got {raw!r}", code="InvalidSetting"
+        )
+    return raw
+
+
+def _pattern(env: Mapping[str, str], name: str, default: str, pattern: re.Pattern[str]) -> str:
+    raw = env.get(name, "").strip() or default
+    if not pattern.fullmatch(raw):
+        raise InvalidArgument(f"{name} must match {pattern.pattern}, got {raw!r}", code="InvalidSetting")
+    return raw
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in env.get(name, "").split(",") if n.strip())
 
@@ -128,4 +157,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         registry_upload_ttl_s=_int(env, "MOORAGE_REGISTRY_UPLOAD_TTL", 24 * 3600),
         open_registries=_list(env, "MOORAGE_REGISTRY_OPEN"),
         registry_gc_interval_s=_int(env, "MOORAGE_REGISTRY_GC_INTERVAL", 3600),
+        runtime=_choice(env, "MOORAGE_RUNTIME", ("auto", "runc", "fake")),
+        runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
+        runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
     )

@@ -11,6 +11,7 @@ Paths served::
     .../providers/{ns}/locations/{loc}/operationStatuses|operationResults/{id}   LRO
     {scope}/providers/{ns}/{type}/{name}[/...][/{action}]    provider resources (incl. extension)
     /tenants, /metadata/endpoints
+    /providers/{ns}/operations                               a namespace's operations catalog
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class ArmEdge:
         return [
             Route("/metadata/endpoints", arm(self.metadata_endpoints), methods=["GET"]),
             Route("/tenants", arm(self.tenants), methods=["GET"]),
+            Route("/providers/{namespace}/operations", arm(self.provider_operations), methods=["GET"]),
             Route("/subscriptions", arm(self.handle), methods=ALL_METHODS),
             Route("/subscriptions/{rest:path}", arm(self.handle), methods=ALL_METHODS),
         ]
@@ -185,6 +187,18 @@ class ArmEdge:
                 ]
             }
         )
+
+    async def provider_operations(self, request: Request) -> Response:
+        """``GET /providers/{namespace}/operations``: what the namespace's providers can do."""
+        self._authenticate(request)
+        namespace = request.path_params["namespace"].lower()
+        providers = [p for p in self._registry.all() if p.resource_type.lower().startswith(namespace + "/")]
+        if not providers:
+            raise NotFound(
+                f"The resource namespace '{request.path_params['namespace']}' is invalid.",
+                code="InvalidResourceNamespace",
+            )
+        return json_response({"value": [entry for p in providers for entry in p.operation_catalog()]})
 
     # -- dispatch -------------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class ActionResult:
 
 
 Scope = Literal["resource_group", "subscription", "extension"]
+# Entries of a namespace's operations catalog (a name: providers have a ``list`` method).
+OperationCatalog = list[dict[str, Any]]
 
 
 class ResourceProvider:
@@ -98,6 +100,10 @@ class ResourceProvider:
 
     async def on_scope_deleted(self, ctx: CallContext, scope: str) -> None:
         """Called when a resource group (or parent resource) at ``scope`` is deleted."""
+
+    def operation_catalog(self) -> OperationCatalog:
+        """Entries of ``GET /providers/{namespace}/operations`` this provider contributes."""
+        return []
 
     def _unsupported(self, what: str, ctx: CallContext) -> NotSupported:
         return NotSupported(
