@@ -12,9 +12,14 @@ certificate) and both use Bearer token auth: moorage issues its own ACR tokens f
 throw-away key whose self-signed certificate is distribution's ``rootcertbundle``. The token is
 fetched once per phase, outside the timings, so only the per-request Bearer verification counts.
 
-One client (httpx, HTTP/1.1, keep-alive, streaming bodies) drives both servers with the same
-bytes in the same order; the two servers alternate per repetition (and who goes first
-alternates too) so that drift on a shared machine hits both alike. Results are medians.
+The same clients drive both servers with the same bytes in the same order: pushes and HEADs
+go through one httpx client (HTTP/1.1, keep-alive, streaming bodies); pulls are timed with
+``curl`` (one process per measurement, which first warms its keep-alive connection with
+``GET /v2/`` and then downloads the blob to ``/dev/null``), because a Python client cannot read
+TLS much faster than ~450 MiB/s and would measure itself. Every pulled blob is verified
+(size and sha256) once per server with the httpx client, outside the timings. The two servers
+alternate per repetition (and who goes first alternates too) so that drift on a shared machine
+hits both alike. Results are medians.
 
 This is a benchmark, not a test: it is not collected by pytest and CI does not run it.
 """
@@ -44,7 +49,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +65,7 @@ from cryptography.x509.oid import NameOID
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
 DISTRIBUTION = "/usr/bin/docker-registry"
+CURL = shutil.which("curl") or "/usr/bin/curl"
 MIB = 1 << 20
 GIB = 1 << 30
 REPO = "bench/data"
@@ -218,10 +223,6 @@ class OciClient:
         check = self.http.get("/v2/")
         if check.status_code != 200:
             raise RuntimeError(f"{self.base_url}/v2/ refused the token: {check.status_code} {check.text}")
-
-    def adopt(self, other: OciClient) -> None:
-        self.token = other.token
-        self.http.headers["Authorization"] = f"Bearer {self.token}"
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -424,6 +425,7 @@ class Target:
     name: str
     pid: int
     client: OciClient
+    cafile: str  # the CA bundle curl trusts (the same for both servers)
 
 
 def start_moorage(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
@@ -593,31 +595,116 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def client_cpu() -> float:
+    """CPU seconds of the clients: this process plus its finished (waited-for) children, i.e. the
+    curl processes. The servers are children too, but still running, so they never count here."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclass(frozen=True)
 class Sample:
-    wall: float  # seconds
+    wall: float  # seconds, as measured
     server_cpu: float  # CPU seconds the server process used meanwhile
-    client_cpu: float  # CPU seconds this process (the client) used meanwhile
+    client_cpu: float  # CPU seconds the clients (this process, curl) used meanwhile
+    client_wall: float  # seconds the clients ran (curl: the whole process, start-up included)
 
 
 def interleave(
-    targets: list[Target], reps: int, run: Callable[[Target, int], float]
+    targets: list[Target], reps: int, run: Callable[[Target, int], float | tuple[float, float]]
 ) -> dict[str, list[Sample]]:
-    """Run ``run(target, rep)`` (which returns the wall time it measured) for every repetition on
-    both targets, alternating who goes first; CPU use of both sides is taken around each call."""
+    """Run ``run(target, rep)`` for every repetition on both targets, alternating who goes first;
+    CPU use of both sides is taken around each call. ``run`` returns the wall time it measured,
+    or (that, the wall time the client processes ran) when those differ."""
     results: dict[str, list[Sample]] = {t.name: [] for t in targets}
     for rep in range(reps):
         order = targets if rep % 2 == 0 else targets[::-1]
         for target in order:
-            server, client = process_cpu(target.pid), own_cpu()
-            wall = run(target, rep)
-            results[target.name].append(Sample(wall, process_cpu(target.pid) - server, own_cpu() - client))
+            server, client = process_cpu(target.pid), client_cpu()
+            measured = run(target, rep)
+            wall, client_wall = measured if isinstance(measured, tuple) else (measured, measured)
+            results[target.name].append(
+                Sample(wall, process_cpu(target.pid) - server, client_cpu() - client, client_wall)
+            )
     return results
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One blob download by curl: when it started and ended (this process's clock, taken as curl
+    reported the warm-up and the download on its unbuffered stderr), and curl's own time."""
+
+    started: float
+    ended: float
+    seconds: float  # curl's time_total of the download (the connection was already open)
+    size: int
+
+
+# One line per transfer, on stderr (unbuffered): the reader thread timestamps it on arrival.
+_CURL_FORMAT = "%{stderr}transfer %{http_code} %{size_download} %{time_total}\\n"
+
+
+def _curl_config(target: Target, digest: str) -> str:
+    base = target.client.base_url
+    return "\n".join(
+        [
+            "silent",
+            "show-error",
+            "http1.1",
+            f'cacert = "{target.cafile}"',
+            f'header = "Authorization: Bearer {target.client.token}"',
+            f'write-out = "{_CURL_FORMAT}"',
+            f'url = "{base}/v2/"',  # opens the connection (TCP + TLS) before the timed download
+            'output = "/dev/null"',
+            f'url = "{base}/v2/{REPO}/blobs/{digest}"',
+            'output = "/dev/null"',
+            "",
+        ]
+    )
+
+
+def curl_pulls(target: Target, digest: str, size: int, count: int) -> tuple[list[Transfer], float]:
+    """``count`` curl processes at once, each downloading the blob once over a warmed-up
+    keep-alive connection; returns their transfers and the wall time the processes ran."""
+    lines: list[list[tuple[float, str]]] = [[] for _ in range(count)]
+
+    def read(index: int, stream: Any) -> None:
+        for raw in stream:
+            lines[index].append((time.perf_counter(), raw.decode(errors="replace").rstrip("\n")))
+
+    launched = time.perf_counter()
+    processes = []
+    readers = []
+    for index in range(count):
+        process = subprocess.Popen(
+            [CURL, "--config", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        reader = threading.Thread(target=read, args=(index, process.stderr), daemon=True)
+        reader.start()
+        processes.append(process)
+        readers.append(reader)
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(_curl_config(target, digest).encode())
+        process.stdin.close()
+    for process, reader in zip(processes, readers, strict=True):
+        process.wait(timeout=600)
+        reader.join()
+    finished = time.perf_counter()
+    transfers = []
+    for process, output in zip(processes, lines, strict=True):
+        reports = [(at, line.split()) for at, line in output if line.startswith("transfer ")]
+        if process.returncode != 0 or len(reports) != 2:
+            raise RuntimeError(f"curl exited {process.returncode}: {[line for _, line in output]}")
+        (warm_at, warm), (done_at, done) = reports
+        if warm[1] != "200" or done[1] != "200" or int(done[2]) != size:
+            raise RuntimeError(f"curl pull of {digest}: {warm} then {done}")
+        transfers.append(Transfer(warm_at, done_at, float(done[3]), int(done[2])))
+    return transfers, finished - launched
 
 
 def timed(action: Callable[[], None]) -> float:
@@ -662,7 +749,8 @@ def throughput_row(metric: str, size: int, samples: dict[str, list[Sample]], *, 
         for name, runs in samples.items()
     }
     row.client_busy = {
-        name: sum(s.client_cpu for s in runs) / sum(s.wall for s in runs) for name, runs in samples.items()
+        name: sum(s.client_cpu for s in runs) / sum(s.client_wall for s in runs)
+        for name, runs in samples.items()
     }
     return row
 
@@ -744,15 +832,23 @@ class Bench:
         metric = f"Chunked push {size_label(size)} ({size_label(chunk)} PATCHes)"
         self.rows.append(throughput_row(metric, size, interleave(self.targets, reps, one)))
 
-    def pull(self, size: int, reps: int) -> None:
-        self.refresh_tokens()
-        blob = self.factory.blob(size, "pull")
+    def pushed_and_verified(self, size: int, tag: str) -> Blob:
+        """A new blob on both servers, pulled back once by the httpx client (size and sha256
+        checked) so that the timed curl downloads need not hash."""
+        blob = self.factory.blob(size, tag)
         for target in self.targets:
             target.client.push_monolithic(REPO, blob)
-        self.note(f"pull {size_label(size)} x{reps}")
+            target.client.pull(REPO, blob.digest, blob.size)
+        return blob
 
-        def one(target: Target, _rep: int) -> float:
-            return timed(lambda: target.client.pull(REPO, blob.digest, blob.size))
+    def pull(self, size: int, reps: int) -> None:
+        self.refresh_tokens()
+        blob = self.pushed_and_verified(size, "pull")
+        self.note(f"pull {size_label(size)} x{reps} (curl)")
+
+        def one(target: Target, _rep: int) -> tuple[float, float]:
+            (transfer,), process_wall = curl_pulls(target, blob.digest, blob.size, 1)
+            return transfer.seconds, process_wall
 
         self.rows.append(
             throughput_row(f"Pull {size_label(size)}", size, interleave(self.targets, reps, one))
@@ -761,42 +857,17 @@ class Bench:
     def concurrent(self) -> None:
         workers, size, reps = self.profile.concurrent
         self.refresh_tokens()
-        blob = self.factory.blob(size, "concurrent")
-        for target in self.targets:
-            target.client.push_monolithic(REPO, blob)
-        self.note(f"{workers} concurrent pulls of {size_label(size)} x{reps}")
-        pools: dict[str, list[OciClient]] = {}
-        for target in self.targets:
-            clients = []
-            for _ in range(workers):
-                client = OciClient(target.client.base_url, "", "", target.client.verify)
-                client.adopt(target.client)
-                client.http.get("/v2/").raise_for_status()  # open the connection before timing
-                clients.append(client)
-            pools[target.name] = clients
+        blob = self.pushed_and_verified(size, "concurrent")
+        self.note(f"{workers} concurrent pulls of {size_label(size)} x{reps} (curl)")
 
-        def one(target: Target, _rep: int) -> float:
-            clients = pools[target.name]
-            barrier = threading.Barrier(len(clients) + 1)
+        def one(target: Target, _rep: int) -> tuple[float, float]:
+            # From the first download's start to the last one's end: connection set-up and
+            # process start-up of the curls are outside, as for the single pulls.
+            transfers, process_wall = curl_pulls(target, blob.digest, blob.size, workers)
+            span = max(t.ended for t in transfers) - min(t.started for t in transfers)
+            return span, process_wall
 
-            def worker(client: OciClient) -> None:
-                barrier.wait()
-                client.pull(REPO, blob.digest, blob.size)
-
-            with ThreadPoolExecutor(len(clients)) as executor:
-                futures = [executor.submit(worker, c) for c in clients]
-                barrier.wait()
-                start = time.perf_counter()
-                for future in futures:
-                    future.result()
-                return time.perf_counter() - start
-
-        try:
-            seconds = interleave(self.targets, reps, one)
-        finally:
-            for clients in pools.values():
-                for client in clients:
-                    client.close()
+        seconds = interleave(self.targets, reps, one)
         metric = f"{workers} concurrent pulls of {size_label(size)} (aggregate)"
         self.rows.append(throughput_row(metric, size, seconds, count=workers))
 
@@ -911,9 +982,15 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
+def curl_version() -> str:
+    version = subprocess.run([CURL, "--version"], capture_output=True, text=True, check=False).stdout
+    return " ".join(version.split()[:2]) if version else "curl"
+
+
 def machine() -> dict[str, str]:
     meminfo = Path("/proc/meminfo").read_text()
     total = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)) * 1024  # type: ignore[union-attr]
+    free = int(re.search(r"MemFree:\s+(\d+)", meminfo).group(1)) * 1024  # type: ignore[union-attr]
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
     version = subprocess.run([DISTRIBUTION, "--version"], capture_output=True, text=True, check=False)
@@ -931,6 +1008,7 @@ def machine() -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "cpu": model.group(1).strip() if model else platform.machine(),
         "memory": f"{total / GIB:.1f} GiB",
+        "free": f"{free / GIB:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
         "distribution": version.stdout.strip() or "unknown",
@@ -978,7 +1056,8 @@ def report(
         command,
         "```",
         "",
-        f"- Machine: {facts['cpus']} CPUs ({facts['cpu']}), {facts['memory']} RAM, Linux {facts['kernel']}, "
+        f"- Machine: {facts['cpus']} CPUs ({facts['cpu']}), {facts['memory']} RAM "
+        f"({facts['free']} free at the start), Linux {facts['kernel']}, "
         f"Python {facts['python']}. The CPUs are shared with other work: load average "
         f"{before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f} (1/5/15 min) before the run, "
         f"{after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f} after it; the 1-minute load ranged "
@@ -987,17 +1066,23 @@ def report(
         f"- distribution: `{facts['distribution']}` (Debian `docker-registry`), Debian's default config "
         "(filesystem storage, in-memory blob descriptor cache, info logging) plus TLS and token auth.",
         f"- Auth: moorage — {auth[MOORAGE]}; distribution — {auth[DIST]}.",
-        "- Client, servers and data all on one machine over loopback HTTPS (same certificate). One "
-        "httpx client (HTTP/1.1, keep-alive, 1 MiB writes, downloads hashed with sha256 as they arrive) for "
-        "both servers; every upload is a new digest; repetitions alternate between the servers.",
+        f"- Clients, servers and data all on one machine over loopback HTTPS (same certificate); the same "
+        f"clients for both servers. Pushes and HEADs: one httpx client (HTTP/1.1, keep-alive, 1 MiB writes). "
+        f"Pulls: `{curl_version()}`, one process per measurement (per download for the concurrent pulls), "
+        "which opens its keep-alive connection with `GET /v2/` and then downloads the blob to `/dev/null`; "
+        "the time is curl's own for the download (concurrent: first start to last end). Each pulled blob "
+        "was checked (size, sha256) once per server beforehand, untimed. Every upload is a new digest; "
+        "repetitions alternate between the servers.",
         "- Throughput cells: median MiB/s (min-max over the repetitions). Latency: percentiles over all "
         "requests. RSS: highest `VmRSS` sampled every 50 ms during the pushes (idle = before the first).",
         "- Ratios are moorage / distribution. Throughput: above 1 means moorage is faster. Latency and RSS: "
         "below 1 means moorage is better; the bracket gives the inverse.",
         "- Server CPU: user + system CPU seconds of the server process (all threads) per GiB moved, or per "
         "HEAD request, totalled over all repetitions (/proc counts in 10 ms ticks). Client busy: CPU "
-        "seconds the bench process used per wall second; near 100% means the Python client, not the "
-        "server, set the pace (then the server CPU column is the fairer comparison).",
+        "seconds the client used per wall second (pulls: the curl processes, over their whole life, so "
+        "start-up and TLS handshake count; the bench process itself then mostly waits); near 100% (of one "
+        "CPU per client process) means the client, not the server, set the pace (then the server CPU "
+        "column is the fairer comparison).",
         "",
         *table(rows),
         "",
@@ -1058,7 +1143,10 @@ def run(profile: Profile, workdir: Path) -> tuple[list[Row], dict[str, str], lis
         print(f"  distribution https://127.0.0.1:{port} (pid {distribution.pid})", flush=True)
         bench = Bench(
             profile,
-            [Target(MOORAGE, moorage.pid, moorage_client), Target(DIST, distribution.pid, dist_client)],
+            [
+                Target(MOORAGE, moorage.pid, moorage_client, info["caPath"]),
+                Target(DIST, distribution.pid, dist_client, info["caPath"]),
+            ],
             factory,
         )
         bench.run()
@@ -1087,6 +1175,8 @@ def main() -> int:
     command = ".venv/bin/python bench/registry_bench.py" + (" --quick" if args.quick else "")
     if not Path(DISTRIBUTION).exists():
         raise SystemExit(f"{DISTRIBUTION} is missing (apt-get install docker-registry)")
+    if not Path(CURL).exists():
+        raise SystemExit(f"{CURL} is missing (apt-get install curl)")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now(datetime.UTC)

@@ -23,6 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("moorage") / "home")
     yield running
     running.stop()
+    running.remove_runtime_objects()
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
     running = start_server(tmp_path / "home")
     yield running
     running.stop()
+    running.remove_runtime_objects()
 
 
 def sdk_kwargs(server: RunningServer) -> dict[str, Any]:

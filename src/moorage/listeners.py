@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import socket
 
 import uvicorn
@@ -33,9 +34,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def http_implementation() -> str:
+    """uvicorn's HTTP/1.1 implementation: httptools (a C parser, a dependency) when it is
+    installed, else h11 (pure Python, always there with uvicorn). Both run on the same asyncio
+    transports, so TLS and TCP_NODELAY (see :func:`bind_socket`) are the same either way."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+
+
 def uvicorn_config(app: ASGIApp, tls: ServerTLS) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        http=http_implementation(),
         ssl_certfile=str(tls.cert_path),
         ssl_keyfile=str(tls.key_path),
         log_config=None,

@@ -5,13 +5,23 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 
-from moorage.identity.keys import KeyRing
+from moorage.identity.keys import KeyRing, SigningKey
 from moorage.identity.records import Principal, PrincipalKind
 from moorage.identity.tokens import ExpiredToken, InvalidToken, TokenAuthority, WrongAudience
+from moorage.registry.auth import (
+    ACCESS_LIFETIME_S,
+    LEEWAY_S,
+    CredentialKind,
+    RegistryTokens,
+    Subject,
+    Unauthorized,
+)
+from moorage.registry.records import Registry, RegistrySettings
 
 
 class FixedClock:
@@ -74,3 +84,85 @@ def test_keys_survive_reload(tmp_path: Path) -> None:
     second = KeyRing.load(tmp_path / "k")
     assert first.current.kid == second.current.kid
     assert oct((tmp_path / "k" / "signing-0001.pem").stat().st_mode & 0o777) == "0o600"
+
+
+# -- the registry's own tokens: verification is remembered --------------------------------------
+
+
+def _registry(name: str = "reg1", port: int = 5000) -> Registry:
+    return Registry(
+        name=name,
+        display_name=name,
+        resource_id=f"/subscriptions/s/resourceGroups/g/providers/Microsoft.ContainerRegistry/registries/{name}",
+        tenant_id="tenant-1",
+        login_server=f"127.0.0.1:{port}",
+        port=port,
+        settings=RegistrySettings(),
+        created_at=datetime.now(UTC),
+    )
+
+
+class _Keys:
+    """A key ring that can forget keys (a rotated-out key must stop verifying)."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self.forgotten: set[str] = set()
+
+    @property
+    def current(self) -> SigningKey:
+        return self.ring.current
+
+    def by_kid(self, kid: str) -> SigningKey | None:
+        return None if kid in self.forgotten else self.ring.by_kid(kid)
+
+
+def test_registry_token_verification_is_remembered_per_registry_and_grant(
+    keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = RegistryTokens(keys, FixedClock(time.time()))
+    registry = _registry()
+    token = tokens.access_token(registry, Subject(CredentialKind.ADMIN, "reg1"), [])
+    subject, claims = tokens.verify(token, registry, "access_token")
+    assert subject.kind is CredentialKind.ADMIN
+    decoded: list[str] = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append("x") or pytest.fail("re-verified"))
+    assert tokens.verify(token, registry, "access_token") == (subject, claims)
+    assert not decoded
+    # A cached success for one registry or grant says nothing about another.
+    monkeypatch.undo()
+    with pytest.raises(Unauthorized):
+        tokens.verify(token, _registry("reg2", 5001), "access_token")
+    with pytest.raises(Unauthorized):
+        tokens.verify(token, registry, "refresh_token")
+
+
+def test_remembered_registry_token_still_expires_and_needs_its_key(
+    keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ring = _Keys(keys)
+    tokens = RegistryTokens(ring, FixedClock(time.time()))
+    registry = _registry()
+    token = tokens.access_token(registry, Subject(CredentialKind.ADMIN, "reg1"), [])
+    tokens.verify(token, registry, "access_token")
+    ring.forgotten.add(keys.current.kid)
+    with pytest.raises(Unauthorized):
+        tokens.verify(token, registry, "access_token")
+    ring.forgotten.clear()
+    tokens.verify(token, registry, "access_token")
+    # Past exp + leeway the remembered result is dropped and the token verified afresh (PyJWT
+    # then refuses it; its own clock is not moved here, so count the decodes instead).
+    decode = jwt.decode
+    decoded: list[str] = []
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    tokens.verify(token, registry, "access_token")
+    assert not decoded
+    later = time.time() + ACCESS_LIFETIME_S + LEEWAY_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    tokens.verify(token, registry, "access_token")
+    assert decoded == [token]

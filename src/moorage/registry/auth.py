@@ -21,7 +21,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -40,6 +42,8 @@ ISSUER = "Azure Container Registry"
 NULL_GUID = "00000000-0000-0000-0000-000000000000"
 REFRESH_LIFETIME_S = 3 * 3600
 ACCESS_LIFETIME_S = 75 * 60
+LEEWAY_S = 60  # clock skew tolerated on exp/nbf/iat
+VERIFIED_CACHE_SIZE = 4096  # verified tokens remembered (least recently used dropped first)
 
 PULL_ACTION = "Microsoft.ContainerRegistry/registries/pull/read"
 PUSH_ACTION = "Microsoft.ContainerRegistry/registries/push/write"
@@ -240,12 +244,26 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class _Verified:
+    subject: Subject
+    claims: dict[str, Any]
+    kid: str
+    valid_until: float  # exp + leeway, in time.time() seconds as PyJWT checks it
+
+
 class RegistryTokens:
-    """Issues and verifies ACR refresh and access tokens for a login server."""
+    """Issues and verifies ACR refresh and access tokens for a login server.
+
+    A client sends the same access token with every request, so a successful verification is
+    remembered by token string (with the registry and grant it was checked for) until the token
+    expires, and only while its signing key is still known: a repeat costs a dict lookup instead
+    of a JWT decode and RSA verification."""
 
     def __init__(self, keys: SigningKeys, clock: Clock) -> None:
         self._keys = keys
         self._clock = clock
+        self._verified: OrderedDict[tuple[str, str, str, str], _Verified] = OrderedDict()
 
     def _sign(self, claims: dict[str, Any]) -> str:
         key = self._keys.current
@@ -303,9 +321,26 @@ class RegistryTokens:
         return self._sign(claims)
 
     def verify(self, token: str, registry: Registry, grant_type: str) -> tuple[Subject, dict[str, Any]]:
-        """Verify a token of ours for ``registry``; return its subject and claims.
+        """Verify a token of ours for ``registry``; return its subject and claims (shared with
+        later verifications of the same token: read them, do not change them).
 
         Raises :class:`Unauthorized` for anything else (wrong registry, expired, forged)."""
+        key = (token, grant_type, registry.name, registry.login_server)
+        known = self._verified.get(key)
+        if known is not None:
+            if time.time() < known.valid_until and self._keys.by_kid(known.kid) is not None:
+                self._verified.move_to_end(key)
+                return known.subject, known.claims
+            del self._verified[key]
+        subject, claims, kid = self._verify(token, registry, grant_type)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            self._verified[key] = _Verified(subject, claims, kid, float(exp) + LEEWAY_S)
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return subject, claims
+
+    def _verify(self, token: str, registry: Registry, grant_type: str) -> tuple[Subject, dict[str, Any], str]:
         try:
             kid = str(jwt.get_unverified_header(token).get("kid", ""))
             key = self._keys.by_kid(kid)
@@ -318,7 +353,7 @@ class RegistryTokens:
                 audience=registry.login_server,
                 issuer=ISSUER,
                 options={"require": ["exp", "iat", "nbf", "aud", "iss"]},
-                leeway=60,
+                leeway=LEEWAY_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("authentication required: the token has expired") from exc
@@ -338,7 +373,7 @@ class RegistryTokens:
             managed_identity_id=str(claims.get("mmi") or "") or None,
             scope_map=str(claims.get("mmap") or "") or None,
         )
-        return subject, claims
+        return subject, claims, kid
 
 
 def granted_actions(claims: dict[str, Any], type_: str, name: str) -> set[str]:

@@ -10,6 +10,7 @@ an error carrying the distribution spec's code; nothing is written when it raise
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from moorage.core.clock import Clock
 from moorage.core.errors import InvalidArgument, NotFound, NotSupported
@@ -106,6 +107,66 @@ def _manifest_info(row: Any, tags: tuple[str, ...] = ()) -> ManifestInfo:
     )
 
 
+# Hot-path statements, built once (building a statement costs more than running it on SQLite).
+# Bound-parameter names differ from column names: UPDATE and INSERT reserve those for values.
+_registry: sa.BindParameter[str] = sa.bindparam("in_registry")
+_repository: sa.BindParameter[str] = sa.bindparam("in_repository")
+
+
+def _in_repository(table: sa.Table, column: str = "repository") -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.registry == _registry, table.c[column] == _repository)
+
+
+_REPOSITORY_EXISTS = sa.select(t.repositories.c.name).where(_in_repository(t.repositories, "name"))
+_TOUCH_REPOSITORY = (
+    t.repositories.update()
+    .where(_in_repository(t.repositories, "name"))
+    .values(updated_at=sa.bindparam("in_now"))
+)
+_LINKED_SIZE = sa.select(t.blob_links.c.size).where(
+    _in_repository(t.blob_links), t.blob_links.c.digest == sa.bindparam("in_digest")
+)
+_UPLOAD_EXISTS = sa.select(t.uploads.c.id).where(
+    t.uploads.c.id == sa.bindparam("in_id"),
+    t.uploads.c.registry == _registry,
+    t.uploads.c.repository == _repository,
+)
+_DELETE_UPLOAD = t.uploads.delete().where(t.uploads.c.id == sa.bindparam("in_id"))
+_MANIFEST_BY_DIGEST = sa.select(t.manifests).where(
+    _in_repository(t.manifests), t.manifests.c.digest == sa.bindparam("in_digest")
+)
+_MANIFEST_EXISTS = sa.select(t.manifests.c.digest).where(
+    _in_repository(t.manifests), t.manifests.c.digest == sa.bindparam("in_digest")
+)
+_MANIFEST_BY_TAG = (
+    sa.select(t.manifests)
+    .select_from(
+        t.tags.join(
+            t.manifests,
+            sa.and_(
+                t.manifests.c.registry == t.tags.c.registry,
+                t.manifests.c.repository == t.tags.c.repository,
+                t.manifests.c.digest == t.tags.c.digest,
+            ),
+        )
+    )
+    .where(_in_repository(t.tags), t.tags.c.name == sa.bindparam("in_tag"))
+)
+_TAG_EXISTS = sa.select(t.tags.c.digest).where(
+    _in_repository(t.tags), t.tags.c.name == sa.bindparam("in_tag")
+)
+_TAGS_OF_DIGEST = (
+    sa.select(t.tags.c.name)
+    .where(_in_repository(t.tags), t.tags.c.digest == sa.bindparam("in_digest"))
+    .order_by(t.tags.c.name)
+)
+_UPDATE_TAG = (
+    t.tags.update()
+    .where(_in_repository(t.tags), t.tags.c.name == sa.bindparam("in_tag"))
+    .values(digest=sa.bindparam("in_digest"), updated_at=sa.bindparam("in_now"))
+)
+
+
 class Content:
     def __init__(self, store: MetaStore, blobs: BlobStore, clock: Clock) -> None:
         self._store = store
@@ -121,30 +182,18 @@ class Content:
 
     # -- repositories ---------------------------------------------------------------------------
 
-    async def _touch_repository(self, conn: AsyncConnection, registry: str, repository: str) -> None:
+    def _touch_repository(self, conn: Connection, registry: str, repository: str) -> None:
         now = self._clock.now()
-        updated = await conn.execute(
-            t.repositories.update()
-            .where(t.repositories.c.registry == registry, t.repositories.c.name == repository)
-            .values(updated_at=now)
-        )
-        if not updated.rowcount:
-            await conn.execute(
-                t.repositories.insert().values(
-                    registry=registry, name=repository, created_at=now, updated_at=now
-                )
+        args = {"in_registry": registry, "in_repository": repository, "in_now": now}
+        if not conn.execute(_TOUCH_REPOSITORY, args).rowcount:
+            conn.execute(
+                t.repositories.insert(),
+                {"registry": registry, "name": repository, "created_at": now, "updated_at": now},
             )
 
     async def repository_exists(self, registry: str, repository: str) -> bool:
-        async with self._store.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.repositories.c.name).where(
-                        t.repositories.c.registry == registry, t.repositories.c.name == repository
-                    )
-                )
-            ).first()
-        return row is not None
+        args = {"in_registry": registry, "in_repository": repository}
+        return await self._store.read(lambda conn: conn.execute(_REPOSITORY_EXISTS, args).first() is not None)
 
     async def catalog(self, registry: str, n: int | None = None, last: str | None = None) -> list[str]:
         query = sa.select(t.repositories.c.name).where(t.repositories.c.registry == registry)
@@ -222,25 +271,16 @@ class Content:
 
     # -- blobs ----------------------------------------------------------------------------------
 
-    async def _linked_size(
-        self, conn: AsyncConnection, registry: str, repository: str, digest: str
-    ) -> int | None:
-        row = (
-            await conn.execute(
-                sa.select(t.blob_links.c.size).where(
-                    t.blob_links.c.registry == registry,
-                    t.blob_links.c.repository == repository,
-                    t.blob_links.c.digest == digest,
-                )
-            )
-        ).first()
+    @staticmethod
+    def _linked_size(conn: Connection, registry: str, repository: str, digest: str) -> int | None:
+        args = {"in_registry": registry, "in_repository": repository, "in_digest": digest}
+        row = conn.execute(_LINKED_SIZE, args).first()
         return int(row.size) if row else None
 
     async def blob_size(self, registry: str, repository: str, digest: str) -> int:
         """Size of a blob visible in the repository; :class:`BlobUnknown` otherwise."""
         parse_digest(digest)
-        async with self._store.connect() as conn:
-            size = await self._linked_size(conn, registry, repository, digest)
+        size = await self._store.read(lambda conn: self._linked_size(conn, registry, repository, digest))
         if size is None or await self._blobs.stat(digest) is None:
             raise BlobUnknown(f"blob unknown to registry: '{digest}'")
         return size
@@ -248,19 +288,32 @@ class Content:
     def read_blob(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         return self._blobs.read(digest, start, end)
 
-    async def _link(self, registry: str, repository: str, digest: str, size: int) -> None:
-        async with self._store.begin() as conn:
-            await self._touch_repository(conn, registry, repository)
-            if await self._linked_size(conn, registry, repository, digest) is None:
-                await conn.execute(
-                    t.blob_links.insert().values(
-                        registry=registry,
-                        repository=repository,
-                        digest=digest,
-                        size=size,
-                        created_at=self._clock.now(),
-                    )
-                )
+    def _link(
+        self,
+        conn: Connection,
+        *,
+        registry: str,
+        repository: str,
+        digest: str,
+        size: int,
+        upload_id: str | None = None,
+    ) -> None:
+        """Link a blob into the repository (creating the repository), and end the upload
+        session it came from, in the caller's transaction."""
+        self._touch_repository(conn, registry, repository)
+        if self._linked_size(conn, registry, repository, digest) is None:
+            conn.execute(
+                t.blob_links.insert(),
+                {
+                    "registry": registry,
+                    "repository": repository,
+                    "digest": digest,
+                    "size": size,
+                    "created_at": self._clock.now(),
+                },
+            )
+        if upload_id is not None:
+            conn.execute(_DELETE_UPLOAD, {"in_id": upload_id})
 
     async def delete_blob(self, registry: str, repository: str, digest: str) -> None:
         parse_digest(digest)
@@ -295,9 +348,14 @@ class Content:
             candidates = list(await conn.execute(query))
         for row in candidates:
             if await can_read(row.repository) and await self._blobs.stat(digest) is not None:
+                size = int(row.size)
                 async with self.link_lock:
-                    await self._link(registry, repository, digest, int(row.size))
-                return int(row.size)
+                    await self._store.write(
+                        functools.partial(
+                            self._link, registry=registry, repository=repository, digest=digest, size=size
+                        )
+                    )
+                return size
         return None
 
     # -- uploads --------------------------------------------------------------------------------
@@ -305,12 +363,13 @@ class Content:
     async def start_upload(self, registry: str, repository: str) -> str:
         upload_id = str(uuid.uuid4())
         await self._blobs.start_ingest(upload_id)
-        async with self._store.begin() as conn:
-            await conn.execute(
-                t.uploads.insert().values(
-                    id=upload_id, registry=registry, repository=repository, started_at=self._clock.now()
-                )
-            )
+        row = {
+            "id": upload_id,
+            "registry": registry,
+            "repository": repository,
+            "started_at": self._clock.now(),
+        }
+        await self._store.write(lambda conn: conn.execute(t.uploads.insert(), row))
         return upload_id
 
     async def upload_size(self, registry: str, repository: str, upload_id: str) -> int:
@@ -322,17 +381,8 @@ class Content:
             uuid.UUID(upload_id)
         except ValueError as exc:
             raise UploadUnknown("blob upload unknown to registry") from exc
-        async with self._store.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.uploads.c.id).where(
-                        t.uploads.c.id == upload_id,
-                        t.uploads.c.registry == registry,
-                        t.uploads.c.repository == repository,
-                    )
-                )
-            ).first()
-        if row is None:
+        args = {"in_id": upload_id, "in_registry": registry, "in_repository": repository}
+        if not await self._store.read(lambda conn: conn.execute(_UPLOAD_EXISTS, args).first() is not None):
             raise UploadUnknown("blob upload unknown to registry")
 
     async def append_upload(
@@ -347,20 +397,31 @@ class Content:
         """Verify and commit the upload as ``digest`` and link it into the repository."""
         parse_digest(digest)
         await self._require_upload(registry, repository, upload_id)
+        ended = False
         try:
             async with self.link_lock:
                 size = await self._blobs.commit(upload_id, digest)
-                await self._link(registry, repository, digest, size)
+                # Link and end the session in one transaction.
+                await self._store.write(
+                    functools.partial(
+                        self._link,
+                        registry=registry,
+                        repository=repository,
+                        digest=digest,
+                        size=size,
+                        upload_id=upload_id,
+                    )
+                )
+                ended = True
         finally:
-            async with self._store.begin() as conn:
-                await conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
+            if not ended:
+                await self._store.write(lambda conn: conn.execute(_DELETE_UPLOAD, {"in_id": upload_id}))
         return size
 
     async def cancel_upload(self, registry: str, repository: str, upload_id: str) -> None:
         await self._require_upload(registry, repository, upload_id)
         await self._blobs.abort(upload_id)
-        async with self._store.begin() as conn:
-            await conn.execute(t.uploads.delete().where(t.uploads.c.id == upload_id))
+        await self._store.write(lambda conn: conn.execute(_DELETE_UPLOAD, {"in_id": upload_id}))
 
     async def expire_uploads(self, older_than_s: float) -> int:
         """Abort upload sessions idle for longer than ``older_than_s``; return how many."""
@@ -391,30 +452,30 @@ class Content:
             if digest_of(body, algorithm) != reference:
                 raise DigestInvalid("the manifest's digest does not match the reference")
         digest = reference if is_digest(reference) else parsed.digest
-        async with self._store.connect() as conn:
+
+        def check_references(conn: Connection) -> None:
             for ref in parsed.blob_references:
-                if await self._linked_size(conn, registry, repository, ref) is None:
+                if self._linked_size(conn, registry, repository, ref) is None:
                     raise ManifestBlobUnknown(f"blob unknown to registry: '{ref}'")
             for child in parsed.manifests:
-                exists = (
-                    await conn.execute(
-                        sa.select(t.manifests.c.digest).where(
-                            t.manifests.c.registry == registry,
-                            t.manifests.c.repository == repository,
-                            t.manifests.c.digest == child.digest,
-                        )
-                    )
-                ).first()
-                if exists is None:
+                args = {"in_registry": registry, "in_repository": repository, "in_digest": child.digest}
+                if conn.execute(_MANIFEST_EXISTS, args).first() is None:
                     raise ManifestBlobUnknown(f"manifest unknown to registry: '{child.digest}'")
+
+        await self._store.read(check_references)
         # Under the link lock, so garbage collection never sees the body before its record.
         async with self.link_lock:
             await self._blobs.put(body, digest)
-            await self._record_manifest(registry, repository, reference, digest, parsed, body)
+            await self._store.write(
+                lambda conn: self._record_manifest(
+                    conn, registry, repository, reference, digest, parsed, body
+                )
+            )
         return parsed
 
-    async def _record_manifest(  # noqa: PLR0917 - one call site, all positional for brevity
+    def _record_manifest(  # noqa: PLR0917 - one call site, all positional for brevity
         self,
+        conn: Connection,
         registry: str,
         repository: str,
         reference: str,
@@ -423,112 +484,89 @@ class Content:
         body: bytes,
     ) -> None:
         now = self._clock.now()
-        async with self._store.begin() as conn:
-            await self._touch_repository(conn, registry, repository)
-            existing = (
-                await conn.execute(
-                    sa.select(t.manifests.c.digest).where(
-                        t.manifests.c.registry == registry,
-                        t.manifests.c.repository == repository,
-                        t.manifests.c.digest == digest,
-                    )
-                )
-            ).first()
-            if existing is None:
-                await conn.execute(
-                    t.manifests.insert().values(
-                        registry=registry,
-                        repository=repository,
-                        digest=digest,
-                        media_type=parsed.media_type,
-                        size=len(body),
-                        artifact_type=parsed.artifact_type,
-                        subject=parsed.subject.digest if parsed.subject else None,
-                        config_media_type=parsed.config.media_type if parsed.config else None,
-                        annotations=parsed.annotations,
-                        created_at=now,
-                    )
-                )
-                refs = [(d, "blob") for d in parsed.blob_references] + [
-                    (m.digest, "manifest") for m in parsed.manifests
-                ]
-                # A manifest may reference the same blob twice (e.g. identical layers).
-                for target, kind in dict(refs).items():
-                    await conn.execute(
-                        t.manifest_refs.insert().values(
-                            registry=registry,
-                            repository=repository,
-                            manifest=digest,
-                            target=target,
-                            kind=kind,
-                        )
-                    )
-            if not is_digest(reference):
-                await self._set_tag(conn, registry, repository, reference, digest)
+        self._touch_repository(conn, registry, repository)
+        args = {"in_registry": registry, "in_repository": repository, "in_digest": digest}
+        if conn.execute(_MANIFEST_EXISTS, args).first() is None:
+            conn.execute(
+                t.manifests.insert(),
+                {
+                    "registry": registry,
+                    "repository": repository,
+                    "digest": digest,
+                    "media_type": parsed.media_type,
+                    "size": len(body),
+                    "artifact_type": parsed.artifact_type,
+                    "subject": parsed.subject.digest if parsed.subject else None,
+                    "config_media_type": parsed.config.media_type if parsed.config else None,
+                    "annotations": parsed.annotations,
+                    "created_at": now,
+                },
+            )
+            refs = [(d, "blob") for d in parsed.blob_references] + [
+                (m.digest, "manifest") for m in parsed.manifests
+            ]
+            # A manifest may reference the same blob twice (e.g. identical layers).
+            rows = [
+                {
+                    "registry": registry,
+                    "repository": repository,
+                    "manifest": digest,
+                    "target": target,
+                    "kind": kind,
+                }
+                for target, kind in dict(refs).items()
+            ]
+            if rows:
+                conn.execute(t.manifest_refs.insert(), rows)
+        if not is_digest(reference):
+            self._set_tag(conn, registry, repository, reference, digest)
 
-    async def _set_tag(
-        self, conn: AsyncConnection, registry: str, repository: str, tag: str, digest: str
-    ) -> None:
+    def _set_tag(self, conn: Connection, registry: str, repository: str, tag: str, digest: str) -> None:
         now = self._clock.now()
-        updated = await conn.execute(
-            t.tags.update()
-            .where(t.tags.c.registry == registry, t.tags.c.repository == repository, t.tags.c.name == tag)
-            .values(digest=digest, updated_at=now)
-        )
-        if not updated.rowcount:
-            await conn.execute(
-                t.tags.insert().values(
-                    registry=registry,
-                    repository=repository,
-                    name=tag,
-                    digest=digest,
-                    created_at=now,
-                    updated_at=now,
-                )
+        args = {"in_registry": registry, "in_repository": repository, "in_tag": tag}
+        if not conn.execute(_UPDATE_TAG, {**args, "in_digest": digest, "in_now": now}).rowcount:
+            conn.execute(
+                t.tags.insert(),
+                {
+                    "registry": registry,
+                    "repository": repository,
+                    "name": tag,
+                    "digest": digest,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
 
-    async def resolve(self, registry: str, repository: str, reference: str) -> ManifestInfo:
-        """The manifest a tag or digest names; :class:`NameUnknown` when the repository does not
-        exist, :class:`ManifestUnknown` when it has no such manifest."""
+    async def resolve(
+        self, registry: str, repository: str, reference: str, *, with_tags: bool = False
+    ) -> ManifestInfo:
+        """The manifest a tag or digest names (with the tags on it only if ``with_tags``);
+        :class:`NameUnknown` when the repository does not exist, :class:`ManifestUnknown` when it
+        has no such manifest. A hit is one statement: a tag or manifest exists only in an existing
+        repository."""
         validate_reference(reference)
-        if not await self.repository_exists(registry, repository):
-            raise NameUnknown(f"repository name not known to registry: '{repository}'")
-        async with self._store.connect() as conn:
-            digest = reference
-            if not is_digest(reference):
-                row = (
-                    await conn.execute(
-                        sa.select(t.tags.c.digest).where(
-                            t.tags.c.registry == registry,
-                            t.tags.c.repository == repository,
-                            t.tags.c.name == reference,
-                        )
-                    )
-                ).first()
-                if row is None:
-                    raise ManifestUnknown(f"manifest tagged by '{reference}' is not found")
-                digest = row.digest
-            row = (
-                await conn.execute(
-                    sa.select(t.manifests).where(
-                        t.manifests.c.registry == registry,
-                        t.manifests.c.repository == repository,
-                        t.manifests.c.digest == digest,
-                    )
-                )
-            ).first()
+        args = {"in_registry": registry, "in_repository": repository}
+
+        def find(conn: Connection) -> ManifestInfo:
+            if is_digest(reference):
+                row = conn.execute(_MANIFEST_BY_DIGEST, {**args, "in_digest": reference}).first()
+            else:
+                row = conn.execute(_MANIFEST_BY_TAG, {**args, "in_tag": reference}).first()
             if row is None:
+                if conn.execute(_REPOSITORY_EXISTS, args).first() is None:
+                    raise NameUnknown(f"repository name not known to registry: '{repository}'")
+                if (
+                    not is_digest(reference)
+                    and conn.execute(_TAG_EXISTS, {**args, "in_tag": reference}).first() is None
+                ):
+                    raise ManifestUnknown(f"manifest tagged by '{reference}' is not found")
                 raise ManifestUnknown(f"manifest unknown to registry: '{reference}'")
-            tag_rows = await conn.execute(
-                sa.select(t.tags.c.name)
-                .where(
-                    t.tags.c.registry == registry,
-                    t.tags.c.repository == repository,
-                    t.tags.c.digest == digest,
-                )
-                .order_by(t.tags.c.name)
-            )
-            return _manifest_info(row, tuple(r.name for r in tag_rows))
+            tags: tuple[str, ...] = ()
+            if with_tags:
+                tags = tuple(r.name for r in conn.execute(_TAGS_OF_DIGEST, {**args, "in_digest": row.digest}))
+            return _manifest_info(row, tags)
+
+        return await self._store.read(find)
 
     async def get_manifest(self, registry: str, repository: str, reference: str) -> StoredManifest:
         info = await self.resolve(registry, repository, reference)
@@ -572,8 +610,6 @@ class Content:
     async def tags(
         self, registry: str, repository: str, n: int | None = None, last: str | None = None
     ) -> list[str]:
-        if not await self.repository_exists(registry, repository):
-            raise NameUnknown(f"repository name not known to registry: '{repository}'")
         query = sa.select(t.tags.c.name).where(
             t.tags.c.registry == registry, t.tags.c.repository == repository
         )
@@ -582,8 +618,14 @@ class Content:
         query = query.order_by(t.tags.c.name)
         if n is not None:
             query = query.limit(n)
-        async with self._store.connect() as conn:
-            return [r.name for r in await conn.execute(query)]
+        args = {"in_registry": registry, "in_repository": repository}
+
+        def names(conn: Connection) -> list[str]:
+            if conn.execute(_REPOSITORY_EXISTS, args).first() is None:
+                raise NameUnknown(f"repository name not known to registry: '{repository}'")
+            return [r.name for r in conn.execute(query)]
+
+        return await self._store.read(names)
 
     async def tag_infos(self, registry: str, repository: str) -> list[TagInfo]:
         if not await self.repository_exists(registry, repository):

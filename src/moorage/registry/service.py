@@ -73,6 +73,7 @@ BUILTIN_SCOPE_MAPS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
 }
+_REGISTRY_BY_NAME = sa.select(t.registries).where(t.registries.c.name == sa.bindparam("in_name"))
 _SCOPE_ACTION = re.compile(r"^repositories/[^\s]+/(content/(read|write|delete)|metadata/(read|write))$")
 
 
@@ -138,6 +139,11 @@ class Registries:
         self._clock = clock
         self._login_host = login_host
         self._by_port: dict[int, str] = {}
+        # Registry records by name, read once: every registry request looks its registry up, and
+        # records change only through create/update/delete/start here, which drop the entry.
+        # ``_generation`` moves on every change, so a read that raced a change is not cached.
+        self._cache: dict[str, Registry] = {}
+        self._generation = 0
 
     # -- lookup ---------------------------------------------------------------------------------
 
@@ -153,12 +159,23 @@ class Registries:
             created_at=row.created_at,
         )
 
+    def _forget(self, name: str) -> None:
+        self._generation += 1
+        self._cache.pop(name.lower(), None)
+
     async def get(self, name: str) -> Registry | None:
-        async with self._store.connect() as conn:
-            row = (
-                await conn.execute(sa.select(t.registries).where(t.registries.c.name == name.lower()))
-            ).first()
-        return self._record(row) if row else None
+        key = name.lower()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        row = await self._store.read(lambda conn: conn.execute(_REGISTRY_BY_NAME, {"in_name": key}).first())
+        if row is None:
+            return None
+        registry = self._record(row)
+        if generation == self._generation:
+            self._cache[key] = registry
+        return registry
 
     async def require(self, name: str) -> Registry:
         registry = await self.get(name)
@@ -181,6 +198,12 @@ class Registries:
         host = host.lower()
         if host.endswith(".azurecr.io"):
             return await self.get(host.removesuffix(".azurecr.io"))
+        _, _, port = host.rpartition(":")
+        served = self._by_port.get(int(port)) if port.isdigit() else None
+        if served is not None:
+            registry = await self.get(served)
+            if registry is not None and registry.login_server.lower() == host:
+                return registry
         for registry in await self.all():
             if registry.login_server.lower() == host:
                 return registry
@@ -228,6 +251,7 @@ class Registries:
                     await conn.execute(
                         t.registries.update().where(t.registries.c.name == registry.name).values(port=port)
                     )
+                self._forget(registry.name)
             self._by_port[port] = registry.name
 
     async def create(
@@ -268,6 +292,8 @@ class Registries:
         except Exception:
             await self._listeners.close(port)
             raise
+        finally:
+            self._forget(name)
         self._by_port[port] = name.lower()
         if settings.admin_user_enabled:
             await self.admin_credentials(name)
@@ -275,12 +301,15 @@ class Registries:
 
     async def update(self, name: str, settings: RegistrySettings) -> Registry:
         registry = await self.require(name)
-        async with self._store.begin() as conn:
-            await conn.execute(
-                t.registries.update()
-                .where(t.registries.c.name == registry.name)
-                .values(settings=settings_to_json(settings))
-            )
+        try:
+            async with self._store.begin() as conn:
+                await conn.execute(
+                    t.registries.update()
+                    .where(t.registries.c.name == registry.name)
+                    .values(settings=settings_to_json(settings))
+                )
+        finally:
+            self._forget(registry.name)
         if settings.admin_user_enabled:
             await self.admin_credentials(name)
         return await self.require(name)
@@ -290,10 +319,13 @@ class Registries:
         if registry is None:
             return
         await self._content.delete_registry_content(registry.name)
-        async with self._store.begin() as conn:
-            for table in (t.tokens, t.scope_maps, t.admin_passwords):
-                await conn.execute(table.delete().where(table.c.registry == registry.name))
-            await conn.execute(t.registries.delete().where(t.registries.c.name == registry.name))
+        try:
+            async with self._store.begin() as conn:
+                for table in (t.tokens, t.scope_maps, t.admin_passwords):
+                    await conn.execute(table.delete().where(table.c.registry == registry.name))
+                await conn.execute(t.registries.delete().where(t.registries.c.name == registry.name))
+        finally:
+            self._forget(registry.name)
         self._by_port.pop(registry.port, None)
         await self._listeners.close(registry.port)
 

@@ -182,7 +182,7 @@ class AcrMetadataApi:
                 200,
                 API_HEADERS,
             )
-        info = await self._content.resolve(registry, name, reference)
+        info = await self._content.resolve(registry, name, reference, with_tags=True)
         return json_response(
             {
                 "registry": caller.registry.login_server,

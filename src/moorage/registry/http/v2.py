@@ -18,9 +18,10 @@ from starlette.responses import Response, StreamingResponse
 from moorage.core.errors import InvalidArgument, MoorageError, NotFound, NotSupported
 from moorage.edge import json_response
 from moorage.registry.auth import Scope
-from moorage.registry.content import Content, ManifestUnknown, StoredManifest, is_digest, validate_repository
+from moorage.registry.content import Content, ManifestUnknown, is_digest, validate_repository
 from moorage.registry.http.gate import Caller, Gate
 from moorage.registry.manifests import MAX_MANIFEST_BYTES, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST
+from moorage.registry.records import ManifestInfo
 from moorage.store.blobs import DigestInvalid, OffsetMismatch, SizeMismatch, parse_digest
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -161,10 +162,15 @@ class DistributionApi:
     # -- manifests ------------------------------------------------------------------------------
 
     async def _manifests(self, request: Request, method: str, name: str, reference: str) -> Response:
-        if method in ("GET", "HEAD"):
+        if method == "HEAD":
+            # The stored size gives Content-Length: the body is not read.
+            caller = await self._admit(request, name, "pull")
+            info = await self._content.resolve(caller.registry.name, name, reference)
+            return self._manifest_response(request, info, None)
+        if method == "GET":
             caller = await self._admit(request, name, "pull")
             stored = await self._content.get_manifest(caller.registry.name, name, reference)
-            return self._manifest_response(request, stored, head=method == "HEAD")
+            return self._manifest_response(request, stored.info, stored.body)
         if method == "PUT":
             caller = await self._admit(request, name, "pull", "push")
             body = await _limited(request.stream(), MAX_MANIFEST_BYTES)
@@ -187,8 +193,8 @@ class DistributionApi:
         raise NotSupported(f"method {method} is not supported here", code="UNSUPPORTED")
 
     @staticmethod
-    def _manifest_response(request: Request, stored: StoredManifest, *, head: bool) -> Response:
-        info = stored.info
+    def _manifest_response(request: Request, info: ManifestInfo, body: bytes | None) -> Response:
+        """The manifest's headers, with its body unless ``body`` is ``None`` (HEAD)."""
         if not _accepts(request, info.media_type):
             raise ManifestUnknown(
                 f"manifest of type '{info.media_type}' is not acceptable to the client's Accept header"
@@ -197,12 +203,12 @@ class DistributionApi:
             **API_HEADERS,
             "Content-Type": info.media_type,
             "Docker-Content-Digest": info.digest,
-            "Content-Length": str(len(stored.body)),
+            "Content-Length": str(info.size if body is None else len(body)),
             "ETag": f'"{info.digest}"',
         }
-        if head:
+        if body is None:
             return Response(status_code=200, headers=headers)
-        return Response(stored.body, status_code=200, headers=headers, media_type=info.media_type)
+        return Response(body, status_code=200, headers=headers, media_type=info.media_type)
 
     # -- blobs ----------------------------------------------------------------------------------
 
