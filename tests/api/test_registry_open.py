@@ -25,6 +25,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     server.start()
     yield server
     server.stop()
+    server.remove_runtime_objects()
 
 
 @pytest.fixture(scope="module")
