@@ -57,6 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
+from benchdoc import write_section
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -1016,22 +1017,7 @@ def machine() -> dict[str, str]:
 
 
 def write_doc(path: Path, body: str) -> None:
-    section = f"{SECTION_START}\n{body.rstrip()}\n{SECTION_END}"
-    if path.exists():
-        text = path.read_text()
-        if SECTION_START in text and SECTION_END in text:
-            head, _, rest = text.partition(SECTION_START)
-            _, _, tail = rest.partition(SECTION_END)
-            path.write_text(f"{head}{section}{tail}")
-            return
-        path.write_text(f"{text.rstrip()}\n\n## Registry (issue 3)\n\n{section}\n")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    intro = (
-        "# Benchmarks\n\nEach benchmark runs moorage and the reference tool side by side in one run, on "
-        "loopback, with the same client and data (see `bench/README.md`).\n"
-    )
-    path.write_text(f"{intro}\n## Registry (issue 3)\n\n{section}\n")
+    write_section(path, body, start=SECTION_START, end=SECTION_END, heading="## Registry (issue 3)")
 
 
 def report(

@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the test suite's image builders and server fixture
 
+from benchdoc import write_section  # noqa: E402
 from tests.images import Image, build_image, tar_layer, write_layout  # noqa: E402
 
 from moorage.core.log import configure as configure_logging  # noqa: E402
@@ -1108,22 +1109,7 @@ def report(
 
 
 def write_doc(path: Path, body: str) -> None:
-    section = f"{SECTION_START}\n{body.rstrip()}\n{SECTION_END}"
-    if path.exists():
-        text = path.read_text()
-        if SECTION_START in text and SECTION_END in text:
-            head, _, rest = text.partition(SECTION_START)
-            _, _, tail = rest.partition(SECTION_END)
-            path.write_text(f"{head}{section}{tail}")
-            return
-        path.write_text(f"{text.rstrip()}\n\n{HEADING}\n\n{section}\n")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    intro = (
-        "# Benchmarks\n\nEach benchmark runs moorage and the reference tool side by side in one run, on "
-        "loopback, with the same client and data (see `bench/README.md`).\n"
-    )
-    path.write_text(f"{intro}\n{HEADING}\n\n{section}\n")
+    write_section(path, body, start=SECTION_START, end=SECTION_END, heading=HEADING)
 
 
 # -- main -------------------------------------------------------------------------------------------
