@@ -6,6 +6,7 @@ semantics, so each test means the same thing on both backends.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import signal
 import time
@@ -24,12 +25,14 @@ from moorage.instances.runtime.base import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    ExecProcess,
     ExecTimeout,
     Resources,
     Runtime,
     RuntimeFailure,
     SandboxNotFound,
     SandboxSpec,
+    TerminalSize,
 )
 from moorage.instances.runtime.fake import FakeRuntime
 from tests.runtime_support import LoopbackNetwork, build_busybox_rootfs, runc_unavailable, unique_prefix
@@ -257,6 +260,181 @@ async def test_exec_needs_a_running_container(env: Env) -> None:
     await env.runtime.wait(created.id, 10)
     with pytest.raises(ContainerNotRunning):
         await env.runtime.exec(created.id, ["true"])
+
+
+async def _drain(process: ExecProcess, timeout_s: float = 20.0) -> bytes:
+    """Everything the process writes to its terminal, until the end of its output."""
+
+    async def collect() -> bytes:
+        chunks = []
+        while chunk := await process.read():
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    return await asyncio.wait_for(collect(), timeout_s)
+
+
+async def _read_until(process: ExecProcess, wanted: bytes, timeout_s: float = 20.0) -> bytes:
+    seen = b""
+
+    async def collect() -> bytes:
+        nonlocal seen
+        while wanted not in seen:
+            chunk = await process.read()
+            if not chunk:
+                break
+            seen += chunk
+        return seen
+
+    return await asyncio.wait_for(collect(), timeout_s)
+
+
+async def test_exec_terminal_streams_merged_output_with_terminal_line_ends(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(
+        state.id, ["sh", "-c", "echo one; echo two >&2; exit 3"], size=TerminalSize()
+    )
+    try:
+        assert await _drain(process) == b"one\r\ntwo\r\n"
+        assert await process.wait() == 3
+    finally:
+        await process.kill()
+    assert await process.read() == b""
+
+
+async def test_exec_terminal_output_ends_when_the_program_exits_not_its_children(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(
+        state.id, ["sh", "-c", "sleep 100 & echo bg"], size=TerminalSize()
+    )
+    try:
+        # The background sleep still holds the terminal; the output ends with the program anyway.
+        assert await _drain(process, timeout_s=10) == b"bg\r\n"
+        assert await process.wait() == 0
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_has_the_requested_size(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(state.id, ["stty", "size"], size=TerminalSize(rows=33, cols=99))
+    try:
+        assert await _drain(process) == b"33 99\r\n"
+        assert await process.wait() == 0
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_sees_the_container_env_and_term(env: Env) -> None:
+    state = await env.run(FOREVER, env=["GREETING=hi"], cwd="/tmp")
+    process = await env.runtime.exec_terminal(
+        state.id, ["sh", "-c", "echo $GREETING $TERM; pwd"], size=TerminalSize()
+    )
+    try:
+        assert await _drain(process) == b"hi xterm\r\n/tmp\r\n"
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_keeps_a_term_the_container_sets(env: Env) -> None:
+    state = await env.run(FOREVER, env=["TERM=vt100"])
+    process = await env.runtime.exec_terminal(state.id, ["sh", "-c", "echo $TERM"], size=TerminalSize())
+    try:
+        assert await _drain(process) == b"vt100\r\n"
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_takes_typed_input_with_echo_until_ctrl_d(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(state.id, ["cat"], size=TerminalSize())
+    try:
+        await process.write(b"typed\r")
+        # The terminal echoes the line (\r shown as \r\n), then cat writes it back.
+        assert await _read_until(process, b"typed\r\ntyped\r\n") == b"typed\r\ntyped\r\n"
+        await process.write(b"\x04")  # Ctrl-D on an empty line: end of input
+        assert await _drain(process) == b""
+        assert await process.wait() == 0
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_ctrl_c_interrupts_the_process(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(state.id, ["sleep", "1000"], size=TerminalSize())
+    try:
+        await asyncio.sleep(0.3)  # let sleep start (runc first joins the container)
+        await process.write(b"\x03")
+        assert await asyncio.wait_for(process.wait(), 20) == 128 + signal.SIGINT
+    finally:
+        await process.kill()
+    assert (await env.runtime.state(state.id)).status is ContainerStatus.RUNNING
+
+
+async def test_exec_terminal_kill_ends_the_process_not_the_container(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(state.id, ["sleep", "1000"], size=TerminalSize())
+    await asyncio.sleep(0.3)
+    began = time.monotonic()
+    await process.kill()
+    assert time.monotonic() - began < 10
+    assert await process.wait() == 128 + signal.SIGKILL
+    assert await process.read() == b""
+    await process.kill()  # idempotent
+    assert (await env.runtime.state(state.id)).status is ContainerStatus.RUNNING
+
+
+async def test_exec_terminal_of_a_missing_executable_is_127_and_says_so(env: Env) -> None:
+    state = await env.run(FOREVER)
+    process = await env.runtime.exec_terminal(state.id, ["no-such-command"], size=TerminalSize())
+    try:
+        assert b"no-such-command" in await _drain(process)
+        assert await process.wait() == 127
+    finally:
+        await process.kill()
+
+
+async def test_exec_terminal_needs_a_running_container(env: Env) -> None:
+    created = await env.runtime.create(env.spec(["true"]))
+    with pytest.raises(ContainerNotRunning):
+        await env.runtime.exec_terminal(created.id, ["true"], size=TerminalSize())
+    await env.runtime.start(created.id)
+    await env.runtime.wait(created.id, 10)
+    with pytest.raises(ContainerNotRunning):
+        await env.runtime.exec_terminal(created.id, ["true"], size=TerminalSize())
+    with pytest.raises(ContainerNotFound):
+        await env.runtime.exec_terminal("c-nope", ["true"], size=TerminalSize())
+
+
+async def _follow(runtime: Runtime, container_id: str, timeout_s: float = 20.0) -> list[tuple[str, str]]:
+    async def collect() -> list[tuple[str, str]]:
+        return [(line.stream, line.text) async for line in runtime.follow_logs(container_id)]
+
+    return await asyncio.wait_for(collect(), timeout_s)
+
+
+async def test_follow_logs_streams_new_lines_until_the_container_exits(env: Env) -> None:
+    state = await env.run(["sh", "-c", "echo early; sleep 2; echo late; echo oops >&2; echo last"])
+    deadline = time.monotonic() + 10
+    while not await env.runtime.logs(state.id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert [line.text for line in await env.runtime.logs(state.id)] == ["early"]
+    followed = await _follow(env.runtime, state.id)
+    # Only what was written after following began, each stream in its order (conmon reads the
+    # two pipes separately: there is no order between them).
+    assert [text for stream, text in followed if stream == "stdout"] == ["late", "last"]
+    assert [text for stream, text in followed if stream == "stderr"] == ["oops"]
+
+
+async def test_follow_logs_of_an_exited_container_ends_at_once(env: Env) -> None:
+    state = await env.run(["echo", "done"])
+    await env.runtime.wait(state.id, 10)
+    assert await _follow(env.runtime, state.id, timeout_s=10) == []
+
+
+async def test_follow_logs_of_an_unknown_container(env: Env) -> None:
+    with pytest.raises(ContainerNotFound):
+        await _follow(env.runtime, "c-nope")
 
 
 async def test_memory_limit_oom_kill_is_reported(env: Env) -> None:

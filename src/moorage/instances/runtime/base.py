@@ -13,7 +13,7 @@ control-plane restart loses nothing: :meth:`Runtime.containers` rediscovers what
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -168,6 +168,38 @@ class ExecResult:
     stderr: str
 
 
+@dataclass(frozen=True)
+class TerminalSize:
+    """A pseudo-terminal's size in character cells (what ``TIOCSWINSZ`` sets)."""
+
+    rows: int = 24
+    cols: int = 80
+
+
+class ExecProcess(Protocol):
+    """A process started by :meth:`Runtime.exec_terminal`, attached to a pseudo-terminal of its own.
+
+    Its stdout and stderr are the terminal's output, merged and with the terminal's ``\\r\\n`` line
+    ends; its stdin is the terminal's input, with the usual line discipline: input is echoed,
+    ``\\r`` becomes ``\\n``, Ctrl-D at the start of a line ends the input, Ctrl-C interrupts the
+    process. ``TERM`` is ``xterm`` unless the container's environment sets it.
+    """
+
+    async def read(self) -> bytes:
+        """The next chunk of output, waiting for one; ``b""`` once the process has exited and
+        everything it wrote has been read."""
+
+    async def write(self, data: bytes) -> None:
+        """Type ``data`` into the terminal; ignored once the process has exited."""
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; its exit code (``128+n`` for a signal ``n``)."""
+
+    async def kill(self) -> None:
+        """SIGKILL the process unless it has exited, wait for it and release the terminal.
+        Idempotent; after it, :meth:`read` returns ``b""``."""
+
+
 class Runtime(Protocol):
     """The runtime-neutral operations. All are idempotent where the name suggests it
     (``delete`` of a deleted container is a no-op)."""
@@ -212,6 +244,19 @@ class Runtime(Protocol):
         process) when it outlives ``timeout_s``. A missing executable is exit code 127, like a
         shell's "not found"."""
 
+    async def exec_terminal(
+        self, container_id: str, args: Sequence[str], *, size: TerminalSize
+    ) -> ExecProcess:
+        """Start ``args`` inside the running container (its env, cwd and user) on a new
+        pseudo-terminal of ``size`` (see :class:`ExecProcess`); the caller must :meth:`~ExecProcess.
+        kill` or drain it. Raises :class:`ContainerNotRunning` unless the container runs. A
+        missing executable exits with 127 and says so in the output."""
+
+    def follow_logs(self, container_id: str) -> AsyncIterator[LogLine]:
+        """The lines the container writes to stdout/stderr from now on, as they are written; the
+        iteration ends once the container has exited and its last lines have been yielded.
+        Raises :class:`ContainerNotFound` (on the first iteration) for an unknown id."""
+
 
 __all__ = [
     "ContainerAlreadyExists",
@@ -220,6 +265,7 @@ __all__ = [
     "ContainerSpec",
     "ContainerState",
     "ContainerStatus",
+    "ExecProcess",
     "ExecResult",
     "ExecTimeout",
     "LogLine",
@@ -231,6 +277,7 @@ __all__ = [
     "Sandbox",
     "SandboxNotFound",
     "SandboxSpec",
+    "TerminalSize",
     "Volume",
     "VolumeMount",
 ]

@@ -9,12 +9,15 @@ test runs unchanged against runc:
 ``true`` / ``false``                   exit 0 / 1
 ``sleep SECONDS|infinity``             sleeps (a process is a plain timer, no real work)
 ``env`` / ``pwd`` / ``id [-u|-g]``     env, working directory, uid/gid
+``cat``                                copies stdin to stdout (stdin is empty but under
+                                       ``exec_terminal``); ``stty size``: the terminal's size
 ``dd ... bs=SIZE ...``                 allocates SIZE (K/M/G suffixes); above the memory
                                        limit it is OOM-killed (137, ``oom_killed``)
 ``sh -c SCRIPT``                       statements separated by ``;``: any command above,
                                        ``CMD >&2`` (to stderr), ``exit [N]``,
                                        ``trap 'ACTION' SIG...`` (``''`` ignores the signal),
-                                       ``sleep N & wait`` (a wait that traps interrupt);
+                                       ``sleep N & wait`` (a wait that traps interrupt),
+                                       ``sleep N & CMD`` (the sleep left behind);
                                        ``$NAME``/``${NAME}``/``$?`` expand everywhere (quotes
                                        are not told apart)
 =====================================  =====================================================
@@ -26,6 +29,10 @@ Signals follow Linux's rules for PID 1: a container's init ignores every signal 
 for, except SIGKILL (exit 137). So ``stop`` of ``sleep 1000`` takes the whole grace period, as
 with runc. Exec'd processes are not PID 1: signals without a trap terminate them.
 
+``exec_terminal`` gives the process a simulated terminal: output lines end in ``\\r\\n`` and
+input goes through a line discipline (echo, ``\\r`` → ``\\n``, backspace, Ctrl-D, Ctrl-C), so
+terminal sessions read the same as on runc's pseudo-terminals.
+
 Nothing is persisted; ``containers()`` lists what this instance created.
 """
 
@@ -36,7 +43,7 @@ import contextlib
 import re
 import shlex
 import signal as signals
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -56,6 +63,7 @@ from moorage.instances.runtime.base import (
     Sandbox,
     SandboxNotFound,
     SandboxSpec,
+    TerminalSize,
 )
 from moorage.instances.runtime.specs import check_container_spec, check_sandbox_spec, process_env
 from moorage.instances.runtime.users import ResolvedUser, read_from_layers, resolve_user
@@ -87,6 +95,8 @@ class _Process:
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
     oom_killed: bool = False
     status: int = 0
+    stdin: asyncio.Queue[str | None] | None = None  # lines (with their "\n"); None: end of input
+    terminal: TerminalSize | None = None
 
     async def sleep(self, seconds: float, *, interruptible: bool) -> None:
         if not interruptible:
@@ -150,6 +160,19 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
     if prog == "pwd":
         out(p.cwd)
         return 0
+    if prog == "cat":
+        if args not in ([], ["-"]):
+            err("cat: only standard input is simulated")
+            return 2
+        while p.stdin is not None and (line := await p.stdin.get()) is not None:
+            out(line.removesuffix("\n"))
+        return 0
+    if prog == "stty":
+        if args != ["size"] or p.terminal is None:
+            err("stty: standard input: Not a tty" if p.terminal is None else "stty: only 'size' is simulated")
+            return 1
+        out(f"{p.terminal.rows} {p.terminal.cols}")
+        return 0
     if prog == "id":
         if args == ["-u"]:
             out(str(p.user.uid))
@@ -177,7 +200,7 @@ def is_simulated(program: str) -> bool:
     return PurePosixPath(program).name in SIMULATED
 
 
-SIMULATED = frozenset({"sh", "echo", "true", "false", "sleep", "env", "pwd", "id", "dd"})
+SIMULATED = frozenset({"sh", "echo", "true", "false", "sleep", "env", "pwd", "id", "dd", "cat", "stty"})
 
 
 def _expand(word: str, p: _Process) -> str:
@@ -222,18 +245,96 @@ async def _script(script: str, p: _Process, out: Write, err: Write) -> int:
         elif "&" in words:
             background, rest = words[: words.index("&")], words[words.index("&") + 1 :]
             seconds = _sleep_seconds(background[1:]) if background[:1] == ["sleep"] else None
-            if seconds is None or rest != ["wait"]:
-                err("sh: only 'sleep N & wait' is simulated in the background")
+            if seconds is None:
+                err("sh: only 'sleep N' is simulated in the background")
                 p.status = 2
-            else:
+            elif rest == ["wait"]:
                 await p.sleep(seconds, interruptible=True)
                 p.status = 0
+            else:  # a background sleep nobody waits for has no effect to simulate
+                p.status = await _program(rest, p, out, err) if rest else 0
         else:
             to_err = words[-2:] == [">&", "2"]
             command = words[:-2] if to_err else words
             p.status = await _program(command, p, err if to_err else out, err)
         await _run_traps(p, out, err)
     return p.status
+
+
+class _Terminal:
+    """A simulated pseudo-terminal around one exec'd program (the fake's ``ExecProcess``)."""
+
+    def __init__(self, argv: Sequence[str], p: _Process) -> None:
+        self._output: asyncio.Queue[bytes] = asyncio.Queue()
+        self._line = bytearray()  # what has been typed since the last line end
+        self._stdin: asyncio.Queue[str | None] = asyncio.Queue()
+        self._ended = False  # the output's end has been read
+        p.stdin = self._stdin
+        self.code: int | None = None
+        self._task = asyncio.create_task(self._main(argv, p))
+
+    def _emit(self, data: bytes) -> None:
+        self._output.put_nowait(data.replace(b"\n", b"\r\n"))
+
+    def line(self, text: str) -> None:
+        self._emit(text.encode() + b"\n")
+
+    async def _main(self, argv: Sequence[str], p: _Process) -> None:
+        try:
+            code = await _program(argv, p, self.line, self.line)
+        except _Exit as exc:
+            code = exc.code
+        except asyncio.CancelledError:
+            code = 128 + signals.SIGKILL if self.code is None else self.code
+        self.code = code
+        self._output.put_nowait(b"")
+
+    async def read(self) -> bytes:
+        if self._ended:
+            return b""
+        data = await self._output.get()
+        self._ended = not data
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._task.done():
+            return
+        for byte in data:
+            if byte == 0x03:  # Ctrl-C: SIGINT, which terminates a program without a trap
+                self._emit(b"^C\n")
+                self.code = 128 + signals.SIGINT
+                self._task.cancel()
+                return
+            if byte == 0x04:  # Ctrl-D: hand over the line; on an empty line, end of input
+                if not self._line:
+                    self._stdin.put_nowait(None)
+                self._flush_line("")
+            elif byte in (0x0D, 0x0A):
+                self._emit(b"\n")
+                self._flush_line("\n")
+            elif byte in (0x7F, 0x08):
+                if self._line:
+                    self._line.pop()
+                    self._emit(b"\b \b")
+            else:
+                self._line.append(byte)
+                self._emit(bytes([byte]))
+
+    def _flush_line(self, end: str) -> None:
+        if self._line or end:
+            self._stdin.put_nowait(self._line.decode(errors="replace") + end)
+        self._line.clear()
+
+    async def wait(self) -> int:
+        await asyncio.wait({self._task})
+        assert self.code is not None  # noqa: S101 - set when the task ends
+        return self.code
+
+    async def kill(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        await self.wait()
+        self._ended = True
 
 
 @dataclass
@@ -440,6 +541,30 @@ class FakeRuntime:
         if p.oom_killed:
             c.oom_killed = True
         return ExecResult(code, "".join(f"{line}\n" for line in out), "".join(f"{line}\n" for line in err))
+
+    async def exec_terminal(self, container_id: str, args: Sequence[str], *, size: TerminalSize) -> _Terminal:
+        c = self._get(container_id)
+        if c.status is not ContainerStatus.RUNNING:
+            raise ContainerNotRunning(f"container {container_id!r} is not running", target=container_id)
+        if not args:
+            raise RuntimeFailure("exec needs a command")
+        p = self._process(c, init=False)
+        p.env.setdefault("TERM", "xterm")
+        p.terminal = size
+        return _Terminal(args, p)
+
+    async def follow_logs(self, container_id: str) -> AsyncIterator[LogLine]:
+        c = self._get(container_id)
+        seen = len(c.logs)
+        while True:
+            done = c.exited.is_set()
+            for line in c.logs[seen:]:
+                yield line
+            seen = len(c.logs)
+            if done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(c.exited.wait(), 0.05)
 
 
 __all__ = ["SIMULATED", "FakeRuntime", "is_simulated"]

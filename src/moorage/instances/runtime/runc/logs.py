@@ -4,6 +4,7 @@ record of the same stream continues and ``F`` ends it."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,3 +56,57 @@ def read_log(path: Path, *, tail: int | None = None) -> list[LogLine]:
         return []
     lines = parse_k8s_file(data)
     return lines if tail is None else lines[max(len(lines) - tail, 0) :]
+
+
+class LogCursor:
+    """Reads a k8s-file log incrementally, from where it stood when the cursor was made: each
+    :meth:`read` returns the lines completed since the last one (partial records joined across
+    reads). A log that conmon rotated (a new file, or one shorter than what was read) is read
+    again from its start."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._inode, self._offset = self._position()
+        self._pending = b""  # an incomplete record at the end of what was read
+        self._partial: dict[str, tuple[datetime, list[str]]] = {}
+
+    def _position(self) -> tuple[int | None, int]:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None, 0
+        return stat.st_ino, stat.st_size
+
+    def read(self) -> list[LogLine]:
+        try:
+            with self._path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_ino != self._inode or stat.st_size < self._offset:
+                    self._inode, self._offset, self._pending = stat.st_ino, 0, b""
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        records = (self._pending + data).split(b"\n")
+        self._pending = records.pop()
+        lines: list[LogLine] = []
+        for raw in records:
+            fields = raw.decode("utf-8", "replace").split(" ", 3)
+            if len(fields) < 3 or fields[1] not in ("stdout", "stderr"):
+                continue
+            stamp, stream, tag = fields[0], fields[1], fields[2]
+            begun = self._partial.pop(stream, None) or (_timestamp(stamp), [])
+            begun[1].append(fields[3] if len(fields) == 4 else "")
+            if tag == "P":
+                self._partial[stream] = begun
+            else:
+                lines.append(LogLine(begun[0], stream, "".join(begun[1])))
+        return lines
+
+    def flush(self) -> list[LogLine]:
+        """Whatever :meth:`read` finds plus the partial lines still open (the log's end)."""
+        lines = self.read()
+        lines.extend(LogLine(ts, stream, "".join(parts)) for stream, (ts, parts) in self._partial.items())
+        self._partial.clear()
+        return lines

@@ -23,7 +23,7 @@ import re
 import secrets
 import shutil
 import signal as signals
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from moorage.instances.runtime.base import (
     Sandbox,
     SandboxNotFound,
     SandboxSpec,
+    TerminalSize,
     Volume,
 )
 from moorage.instances.runtime.runc import cgroups, conmon
@@ -60,7 +61,8 @@ from moorage.instances.runtime.runc.layout import (
     read_json,
     write_json,
 )
-from moorage.instances.runtime.runc.logs import read_log
+from moorage.instances.runtime.runc.logs import LogCursor, read_log
+from moorage.instances.runtime.runc.terminal import RuncTerminal
 from moorage.instances.runtime.specs import check_container_spec, check_sandbox_spec, process_env
 from moorage.instances.runtime.users import read_in_root, resolve_user
 
@@ -74,6 +76,8 @@ KILL_WAIT_S = 30.0  # after SIGKILL, how long until an exit must show
 EXIT_FILE_WAIT_S = 5.0  # runc says stopped; how long conmon may take to write the exit file
 CONMON_EXIT_WAIT_S = 5.0
 LOG_SIZE_MAX = 10 << 20
+FOLLOW_INTERVAL_S = 0.1  # how often follow_logs looks for new log lines
+FOLLOW_STATE_EVERY = 50
 _NOT_FOUND_EXEC = ("executable file not found", "no such file or directory")
 
 
@@ -665,6 +669,58 @@ class RuncRuntime:
         finally:
             for path in (out_path, err_path, pid_path, log_path):
                 path.unlink(missing_ok=True)
+
+    async def exec_terminal(
+        self, container_id: str, args: Sequence[str], *, size: TerminalSize
+    ) -> RuncTerminal:
+        """A detached ``runc exec`` on a terminal runc hands over to us (see :mod:`.terminal`)."""
+        record = self._record(container_id)
+        if (await self.state(container_id)).status is not ContainerStatus.RUNNING:
+            raise ContainerNotRunning(f"container {container_id!r} is not running", target=container_id)
+        if not args:
+            raise RuntimeFailure("exec needs a command")
+        bundle = self.layout.bundle(container_id)
+        exec_dir = bundle / "exec"
+        exec_dir.mkdir(exist_ok=True)
+        # The container's own process settings (env, cwd, user, capabilities, rlimits), as a
+        # plain ``runc exec`` would use them, with the new args.
+        process = dict((read_json(bundle / "config.json") or {}).get("process") or {})
+        env = [str(e) for e in process.get("env") or []]
+        if not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        process.update(args=list(args), env=env)
+        return await RuncTerminal.start(
+            self.runc.argv(),
+            record.runc_id,
+            process,
+            size=size,
+            work_dir=exec_dir,
+            token=secrets.token_hex(6),
+        )
+
+    async def follow_logs(self, container_id: str) -> AsyncIterator[LogLine]:
+        record = self._record(container_id)
+        files = self.layout.files(container_id)
+        exit_file = files.exit_file(record.runc_id)
+        cursor = LogCursor(files.log)
+        polls = 0
+        while True:
+            # conmon writes the exit file after the process's last output reached the log; the
+            # (costlier) runc state is asked now and then, for a conmon that died.
+            polls += 1
+            if _exit_code(exit_file) is not None or not files.bundle.is_dir():
+                break
+            if polls % FOLLOW_STATE_EVERY == 0:
+                try:
+                    if (await self.state(container_id)).status is ContainerStatus.STOPPED:
+                        break
+                except ContainerNotFound:
+                    break
+            for line in await asyncio.to_thread(cursor.read):
+                yield line
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+        for line in await asyncio.to_thread(cursor.flush):
+            yield line
 
     @staticmethod
     async def _kill_exec(proc: asyncio.subprocess.Process, pid_path: Path) -> None:
