@@ -37,6 +37,7 @@ from moorage.core.clock import Clock, SystemClock
 from moorage.core.errors import MoorageError
 from moorage.core.log import get_logger
 from moorage.core.sealing import Sealer
+from moorage.exec_sockets import ExecSocketEdge
 from moorage.identity import roles
 from moorage.identity import schema as identity_schema
 from moorage.identity.http import IdentityEdge
@@ -47,6 +48,7 @@ from moorage.identity.tokens import TokenAuthority
 from moorage.instances import schema as instances_schema
 from moorage.instances.access import ImageAccess, RegistryFacts
 from moorage.instances.content import Leases
+from moorage.instances.exec_sessions import ExecSessions
 from moorage.instances.images import ImageSource
 from moorage.instances.runtime.base import Runtime
 from moorage.instances.runtime.fake import FakeRuntime
@@ -195,12 +197,13 @@ class Moorage:
             self._home_tenant,
         )
         routes = [*arm.routes(), *IdentityEdge(self.identity).routes()]
-        self.app: ASGIApp = AccessLog(MergeSlashes(Starlette(routes=routes)))
         self.listeners.serve_app(AccessLog(self.registry_app))
         await self.registries.start()
         self.registry_gc.start()
         self._compose_images()
         await self._compose_groups()
+        routes.extend(self.exec_edge.routes())
+        self.app: ASGIApp = AccessLog(MergeSlashes(Starlette(routes=routes)))
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -289,8 +292,17 @@ class Moorage:
             leases=self.node_leases,
             work_dir=settings.home / "node",
         )
+        self.exec_sessions = ExecSessions(
+            self.runtime, self.container_groups, self.clock, ttl_s=settings.exec_session_ttl_s
+        )
+        self.exec_edge = ExecSocketEdge(self.exec_sessions, self.public_url)
         for provider in container_instance_providers(
-            self.arm_store, self.operations, self.container_groups, self.identity
+            self.arm_store,
+            self.operations,
+            self.container_groups,
+            self.identity,
+            exec_sessions=self.exec_sessions,
+            socket_uri=self.exec_edge.uri,
         ):
             self.providers.add(provider)
         resumed = await self.container_groups.resume()
@@ -407,6 +419,9 @@ class Moorage:
 
     async def close(self) -> None:
         # Containers keep running: only the supervision stops; the next start re-attaches.
+        # Exec sessions do not outlive the server: their processes are killed.
+        if hasattr(self, "exec_sessions"):
+            await self.exec_sessions.close()
         if hasattr(self, "container_groups"):
             await self.container_groups.close()
         await self.registry_gc.stop()

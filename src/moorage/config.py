@@ -63,6 +63,8 @@ class Settings:
     runtime: str = "auto"
     runtime_prefix: str = "moorage"
     runtime_subnet: str = "10.88.0.0/16"
+    # How long an exec/attach session (webSocketUri + password) stays usable when unused.
+    exec_session_ttl_s: int = 120
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -160,4 +162,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         runtime=_choice(env, "MOORAGE_RUNTIME", ("auto", "runc", "fake")),
         runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
         runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
+        exec_session_ttl_s=_int(env, "MOORAGE_EXEC_SESSION_TTL", 120),
     )

@@ -11,7 +11,12 @@
   and answers 200 with the last body (204 when there was nothing).
 * Actions: ``start`` (202 + LRO, 204 when running), ``stop`` (204), ``restart`` (204 + LRO) — start
   and restart re-validate the images first; ``outboundNetworkDependenciesEndpoints`` (``[]``);
-  ``containers/{name}/logs?tail=&timestamps=`` → ``{"content": ...}``.
+  ``containers/{name}/logs?tail=&timestamps=`` → ``{"content": ...}``;
+  ``containers/{name}/exec`` (body ``{command, terminalSize: {rows, cols}}``) and
+  ``containers/{name}/attach`` → ``{"webSocketUri", "password"}`` of a one-time session
+  (:mod:`moorage.instances.exec_sessions`; the socket is served by :mod:`moorage.exec_sockets`).
+  The container must exist (404 ``ContainerNotFound``) and run, in a running group (409
+  ``ContainerGroupNotRunning`` / ``ContainerNotRunning``).
 * Location endpoints the SDK and CLI call: ``locations/{l}/usages``, ``cachedImages`` and
   ``capabilities``; the operations catalog of the namespace.
 
@@ -24,6 +29,8 @@ shows its identity's ``principalId`` and ``clientId``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from moorage.arm.ids import ResourceRef, normalize_location
@@ -37,10 +44,12 @@ from moorage.arm.resources.base import (
     ResourceProvider,
     not_found,
     parse_tags,
+    require_object,
 )
 from moorage.arm.store import ArmStore
 from moorage.core.errors import InvalidArgument, NotFound, NotSupported
 from moorage.identity.service import IdentityService
+from moorage.instances.exec_sessions import ExecSessions, SessionKind, check_terminal_size, split_command
 from moorage.instances.model import (
     ContainerDefinition,
     GroupDefinition,
@@ -49,6 +58,7 @@ from moorage.instances.model import (
     SecurityContextDefinition,
     VolumeMountDefinition,
 )
+from moorage.instances.runtime.base import TerminalSize
 from moorage.instances.service import ContainerGroup, ContainerGroups
 from moorage.instances.validation import MAX_GROUP_CPU, MAX_GROUP_MEMORY_GB, mask_secrets, parse_group
 
@@ -417,6 +427,8 @@ class ContainerGroupsProvider(ResourceProvider):
             entry("containerGroups/stop/action", "Stop Container Group", "Stops the group."),
             entry("containerGroups/start/action", "Start Container Group", "Starts the group."),
             entry("containerGroups/containers/logs/read", "Get container logs", "Get the container's logs."),
+            entry("containerGroups/containers/exec/action", "Container Exec", "Exec into a container."),
+            entry("containerGroups/containers/attach/action", "Container Attach", "Attach to a container."),
             entry("locations/usages/read", "Get Usages", "Usage of container groups in a region."),
             entry("locations/cachedImages/read", "Get Cached Images", "Cached images in a region."),
             entry("locations/capabilities/read", "Get Capabilities", "Capabilities of a region."),
@@ -424,13 +436,21 @@ class ContainerGroupsProvider(ResourceProvider):
 
 
 class ContainersProvider(ResourceProvider):
-    """``containerGroups/{g}/containers/{c}``: only its ``logs`` (GET) action."""
+    """``containerGroups/{g}/containers/{c}``: its ``logs`` (GET), ``exec`` and ``attach`` (POST)
+    actions. ``socket_uri`` turns an issued session into its ``webSocketUri``."""
 
     resource_type = f"{GROUP_TYPE}/containers"
     actions: ClassVar[dict[str, str]] = {"logs": "GET", "exec": "POST", "attach": "POST"}
 
-    def __init__(self, service: ContainerGroups) -> None:
+    def __init__(
+        self,
+        service: ContainerGroups,
+        sessions: ExecSessions,
+        socket_uri: Callable[[SessionKind, str], str],
+    ) -> None:
         self._service = service
+        self._sessions = sessions
+        self._socket_uri = socket_uri
 
     def permission(self, method: str, action: str | None = None) -> str:
         if action == "logs":
@@ -443,15 +463,81 @@ class ContainersProvider(ResourceProvider):
         group_id = ref.parent().id
         if await self._service.get(group_id) is None:
             raise not_found(ref.parent())
+        if name in ("exec", "attach"):
+            return await self._open_session(ref, SessionKind(name), body)
         if name != "logs":
-            raise NotSupported(
-                f"The operation '{name}' is not supported on this host yet; use the logs endpoint.",
-                code="UnsupportedOperation",
-            )
+            raise NotSupported(f"The operation '{name}' is not supported.", code="UnsupportedOperation")
         tail = _tail(ctx.query.get("tail"))
         timestamps = (ctx.query.get("timestamps") or "").lower() == "true"
         content = await self._service.logs(group_id, ref.name, tail=tail, timestamps=timestamps)
         return ActionResult({"content": content})
+
+    async def _open_session(self, ref: ResourceRef, kind: SessionKind, body: Any) -> ActionResult:
+        """The body is checked first (400), then the container's state (404/409)."""
+        args: tuple[str, ...] = ()
+        size: TerminalSize | None = None
+        if kind is SessionKind.EXEC:
+            args, size = _exec_request(body)
+        group, container_id = await self._sessions.running_container(ref.parent().id, ref.name)
+        issued = self._sessions.open(
+            kind, container_id, label=f"{group.name}/{ref.name}", args=args, size=size
+        )
+        return ActionResult({"webSocketUri": self._socket_uri(kind, issued.id), "password": issued.password})
+
+
+def _member(obj: dict[str, Any], key: str) -> Any:
+    """``obj[key]``, matched case-insensitively as ACI's deserializer does; None when absent."""
+    for name, value in obj.items():
+        if name.lower() == key.lower():
+            return value
+    return None
+
+
+def _content_error(detail: str, path: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"The request content was invalid and could not be deserialized: '{detail} Path '{path}'.'.",
+        code="InvalidRequestContent",
+        target=path,
+    )
+
+
+def _conversion_error(value: Any, path: str, type_name: str) -> InvalidArgument:
+    if isinstance(value, dict | list):
+        token = "StartObject" if isinstance(value, dict) else "StartArray"
+        return _content_error(f"Unexpected token {token} when reading a value of type '{type_name}'.", path)
+    shown = json.dumps(value) if not isinstance(value, bool) else str(value)
+    return _content_error(f"Error converting value {shown[:100]} to type '{type_name}'.", path)
+
+
+def _side(size: dict[str, Any], key: str, default: int) -> int:
+    value = _member(size, key)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _conversion_error(value, f"terminalSize.{key}", "System.Int32")
+    return value
+
+
+def _exec_request(body: Any) -> tuple[tuple[str, ...], TerminalSize]:
+    """``ContainerExecRequest``: the command split into words (ACI's whitespace split, see
+    :func:`~moorage.instances.exec_sessions.split_command`) and the terminal size (24x80 when
+    absent). ``InvalidRequestContent`` for wrong types, ``InvalidParameter`` for an empty
+    command or a size outside 1..65535."""
+    request = require_object(body, "")
+    command = _member(request, "command")
+    if command is not None and not isinstance(command, str):
+        raise _conversion_error(command, "command", "System.String")
+    args = split_command(command or "")
+    default = TerminalSize()
+    raw_size = _member(request, "terminalSize")
+    if raw_size is None:
+        return args, default
+    if not isinstance(raw_size, dict):
+        raise _conversion_error(raw_size, "terminalSize", "ContainerExecRequestTerminalSize")
+    size = check_terminal_size(_side(raw_size, "rows", default.rows), _side(raw_size, "cols", default.cols))
+    return args, size
 
 
 def _tail(raw: str | None) -> int | None:
@@ -537,11 +623,17 @@ class Capabilities(_LocationListing):
 
 
 def container_instance_providers(
-    store: ArmStore, operations: Operations, service: ContainerGroups, identity: IdentityService
+    store: ArmStore,
+    operations: Operations,
+    service: ContainerGroups,
+    identity: IdentityService,
+    *,
+    exec_sessions: ExecSessions,
+    socket_uri: Callable[[SessionKind, str], str],
 ) -> list[ResourceProvider]:
     return [
         ContainerGroupsProvider(store, operations, service, identity),
-        ContainersProvider(service),
+        ContainersProvider(service, exec_sessions, socket_uri),
         LocationUsages(service),
         CachedImages(service),
         Capabilities(service),
