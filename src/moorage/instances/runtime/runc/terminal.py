@@ -132,11 +132,11 @@ class RuncTerminal:
             raise RuntimeFailure(f"runc exec did not start within {START_TIMEOUT_S}s")
         connection, _ = accept.result()
         with connection:
-            connection.settimeout(START_TIMEOUT_S)
+            connection.setblocking(False)
             try:
-                _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, connection, 1, 1)
-            except OSError as exc:
-                raise RuntimeFailure(f"runc exec did not hand over its terminal: {exc}") from exc
+                fds = await asyncio.wait_for(_receive_fds(connection), START_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise RuntimeFailure(f"runc exec did not hand over its terminal: {exc!r}") from exc
         for extra in fds[1:]:
             os.close(extra)
         if not fds:
@@ -261,3 +261,30 @@ class RuncTerminal:
         self._failure_told = True
         self._pid_path.unlink(missing_ok=True)
         self._log_path.unlink(missing_ok=True)
+
+
+async def _receive_fds(connection: socket.socket) -> list[int]:
+    """The file descriptors of the first message on ``connection`` (non-blocking); ``[]`` when
+    the peer closed without sending any."""
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(connection, 1, 1)
+        except BlockingIOError:
+            await _readable(connection.fileno())
+            continue
+        return fds
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
