@@ -442,7 +442,7 @@ def test_exec_in_an_unknown_container_or_group_is_not_found(setup: Setup) -> Non
         ({}, "InvalidParameter", "command"),
         ({"command": ["echo", "hi"]}, "InvalidRequestContent", "command"),
         (
-            {"command": "echo", "terminalSize": {"rows": 0, "cols": 80}},
+            {"command": "echo", "terminalSize": {"rows": -1, "cols": 80}},
             "InvalidParameter",
             "terminalSize.rows",
         ),

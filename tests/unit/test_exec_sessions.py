@@ -232,7 +232,7 @@ def test_empty_or_huge_commands_are_refused(command: str) -> None:
     assert (info.value.code, info.value.target) == ("InvalidParameter", "command")
 
 
-@pytest.mark.parametrize(("rows", "cols", "target"), [(0, 80, "rows"), (24, 65536, "cols"), (-1, 1, "rows")])
+@pytest.mark.parametrize(("rows", "cols", "target"), [(-1, 80, "rows"), (24, 65536, "cols"), (2, -5, "cols")])
 def test_terminal_sizes_outside_the_kernels_range_are_refused(rows: int, cols: int, target: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         check_terminal_size(rows, cols)
@@ -241,3 +241,9 @@ def test_terminal_sizes_outside_the_kernels_range_are_refused(rows: int, cols: i
 
 def test_terminal_size_bounds_are_accepted() -> None:
     assert check_terminal_size(1, 65535) == TerminalSize(1, 65535)
+
+
+def test_a_zero_side_is_unknown_and_takes_the_default() -> None:
+    # What az container exec sends from a terminal that was never sized.
+    assert check_terminal_size(0, 0) == TerminalSize(24, 80)
+    assert check_terminal_size(0, 132) == TerminalSize(24, 132)

@@ -149,17 +149,20 @@ def split_command(command: str) -> tuple[str, ...]:
 
 
 def check_terminal_size(rows: int, cols: int) -> TerminalSize:
-    """``TerminalSize(rows, cols)``; ``InvalidArgument`` (``InvalidParameter``, target
-    ``terminalSize.rows``/``.cols``) unless both are between 1 and 65535."""
+    """``TerminalSize(rows, cols)``, where 0 means unknown and takes the default (24 rows, 80
+    columns): ``az container exec`` sends what its own terminal reports, 0x0 on a terminal that
+    was never sized. ``InvalidArgument`` (``InvalidParameter``, target ``terminalSize.rows``/
+    ``.cols``) unless both are between 0 and 65535."""
     for name, value in (("rows", rows), ("cols", cols)):
-        if not 1 <= value <= MAX_TERMINAL_SIDE:
+        if not 0 <= value <= MAX_TERMINAL_SIDE:
             raise InvalidArgument(
                 f"The value '{value}' of 'terminalSize.{name}' is invalid; it must be an integer "
-                f"between 1 and {MAX_TERMINAL_SIDE}.",
+                f"between 0 and {MAX_TERMINAL_SIDE}.",
                 code="InvalidParameter",
                 target=f"terminalSize.{name}",
             )
-    return TerminalSize(rows=rows, cols=cols)
+    default = TerminalSize()
+    return TerminalSize(rows=rows or default.rows, cols=cols or default.cols)
 
 
 def _digest(password: str) -> bytes:

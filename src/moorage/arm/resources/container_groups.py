@@ -523,8 +523,8 @@ def _side(size: dict[str, Any], key: str, default: int) -> int:
 def _exec_request(body: Any) -> tuple[tuple[str, ...], TerminalSize]:
     """``ContainerExecRequest``: the command split into words (ACI's whitespace split, see
     :func:`~moorage.instances.exec_sessions.split_command`) and the terminal size (24x80 when
-    absent). ``InvalidRequestContent`` for wrong types, ``InvalidParameter`` for an empty
-    command or a size outside 1..65535."""
+    absent or 0). ``InvalidRequestContent`` for wrong types, ``InvalidParameter`` for an empty
+    command or a size outside 0..65535."""
     request = require_object(body, "")
     command = _member(request, "command")
     if command is not None and not isinstance(command, str):
