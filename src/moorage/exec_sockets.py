@@ -18,7 +18,8 @@ the session's password as its first message (for attach, ACI documents it as the
 
 A wrong, expired, unknown or reused session (or no password within 30 s) is closed with 1008
 (policy violation) before anything runs; a process that cannot be started (the container
-stopped meanwhile) is reported as one text message and a close with 1011.
+stopped meanwhile) is reported as one text message and a close with 1011 (an unexpected failure
+too: its message is only a correlation id, the traceback is logged once).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -131,6 +133,13 @@ class ExecSocketEdge:
             with contextlib.suppress(ChannelClosed):
                 await channel.send(f"{error.message}\r\n".encode())
             await _close(websocket, WS_1011_INTERNAL_ERROR, error.code)
+            return
+        except Exception:
+            correlation_id = str(uuid.uuid4())
+            log.exception("exec session failed", session=session.id, correlation_id=correlation_id)
+            with contextlib.suppress(ChannelClosed):
+                await channel.send(f"Internal error. Correlation id: {correlation_id}.\r\n".encode())
+            await _close(websocket, WS_1011_INTERNAL_ERROR, "InternalError")
             return
         with contextlib.suppress(ChannelClosed):
             await channel.finish()
