@@ -62,9 +62,10 @@ from moorage.instances.access import (
 )
 from moorage.instances.content import Leases
 from moorage.instances.images import PulledImage, PullFailure, open_layer
-from moorage.instances.model import GroupDefinition, VolumeDefinition
+from moorage.instances.model import GroupDefinition, SecurityContextDefinition, VolumeDefinition
 from moorage.instances.runtime.base import (
     ContainerNotFound,
+    ContainerSecurity,
     ContainerSpec,
     ContainerState,
     Mount,
@@ -713,11 +714,7 @@ class ContainerGroups:
             command=command,
             env=[f"{e.name}={e.effective_value}" for e in env_vars],
         )
-        user = process.user
-        if security is not None and security.run_as_user is not None:
-            user = str(security.run_as_user)
-            if security.run_as_group is not None:
-                user += f":{security.run_as_group}"
+        user, privileges = _apply_security_context(process.user, security)
         binds: list[Mount] = []
         mounts: list[VolumeMount] = []
         for vm in volume_mounts:
@@ -738,6 +735,7 @@ class ContainerGroups:
             volume_mounts=mounts,
             resources=resources,
             stop_grace_s=self._stop_grace_s,
+            security=privileges,
         )
 
     async def _lowers(self, image: _Image) -> list[Path]:
@@ -1163,6 +1161,32 @@ class ContainerGroups:
             )
         if not result.rowcount:
             raise _Superseded
+
+
+def _apply_security_context(
+    image_user: str | None, context: SecurityContextDefinition | None
+) -> tuple[str | None, ContainerSecurity]:
+    """The process user (``uid[:gid]`` or the image's ``name[:group]``) and privileges for a
+    container's ``securityContext``: ``runAsUser`` replaces the image's user (and its group: the
+    uid's primary group applies), ``runAsGroup`` replaces the group; capabilities are added to and
+    dropped from the default set; ``allowPrivilegeEscalation: false`` sets no-new-privileges."""
+    if context is None:
+        return image_user, ContainerSecurity()
+    user = image_user
+    if context.run_as_user is not None or context.run_as_group is not None:
+        name, _, group = (image_user or "0").partition(":")
+        if context.run_as_user is not None:
+            # A uid without a group gets its primary group from the image's /etc/passwd (or 0).
+            name, group = str(context.run_as_user), ""
+        if context.run_as_group is not None:
+            group = str(context.run_as_group)
+        user = f"{name}:{group}" if group else name
+    privileges = ContainerSecurity(
+        capabilities_add=context.capabilities_add,
+        capabilities_drop=context.capabilities_drop,
+        no_new_privileges=context.allow_privilege_escalation is False,
+    )
+    return user, privileges
 
 
 def _why(error: MoorageError) -> str:
