@@ -320,6 +320,29 @@ class ContainerGroups:
             [g for g in await self.list_groups(subscription_id) if location is None or g.location == location]
         )
 
+    async def cached_images(self, subscription_id: str, location: str, *, limit: int = 100) -> list[str]:
+        """The images (as the groups name them, sorted, at most ``limit``) of the subscription's
+        groups in ``location`` whose layers are all unpacked on this host: a group using one starts
+        without unpacking. Other subscriptions' images are never listed (their names are theirs)."""
+        found: set[str] = set()
+        for group in await self.list_groups(subscription_id):
+            if group.location != location:
+                continue
+            members = [(c.name, c.image, True) for c in group.definition.init_containers]
+            members += [(c.name, c.image, False) for c in group.definition.containers]
+            for name, reference, init in members:
+                image = _Image.from_json(group.view(name, init=init).get("_image"))
+                if image is not None and reference not in found and self._unpacked(image):
+                    found.add(reference)
+        return sorted(found)[:limit]
+
+    def _unpacked(self, image: _Image) -> bool:
+        diff_ids = [diff_id for _, _, diff_id in image.layers]
+        return all(
+            self._snapshots.lowerdir(Snapshotter.chain_id(diff_ids[: i + 1])).exists()
+            for i in range(len(diff_ids))
+        )
+
     # ------------------------------------------------------------------ writes
 
     async def put(
