@@ -10,7 +10,10 @@ Lifecycle of one group (``Microsoft.ContainerInstance/containerGroups``)::
            containers ─▶ Succeeded (state Running) or Failed (everything created is removed)
         ─▶ watchers: one task per container waits for its exit and applies the restart policy
            (Always / OnFailure: back-off, BackOff event, a new container; Never: stays
-           Terminated); the group's state follows (Running, Succeeded, Failed).
+           Terminated); the group's state follows (Running, Succeeded, Failed). Meanwhile it
+           runs the container's probes (:mod:`moorage.instances.probes`): each failed attempt
+           is an Unhealthy event; liveness past its threshold is Killing, then the stop, then
+           the restart policy as for any exit.
     stop: watchers cancelled, containers stopped and deleted with the sandbox (no netns or host
           port left), state Stopped. start / restart: images re-validated (InaccessibleImage
           when a tag is gone), then provisioned again. delete: like stop, and the row, the gitRepo
@@ -63,6 +66,7 @@ from moorage.instances.access import (
 from moorage.instances.content import Leases
 from moorage.instances.images import PulledImage, PullFailure, open_layer
 from moorage.instances.model import GroupDefinition, SecurityContextDefinition, VolumeDefinition
+from moorage.instances.probes import ContainerProber, ContainerProbes, ProbeFailure
 from moorage.instances.runtime.base import (
     ContainerNotFound,
     ContainerSecurity,
@@ -885,8 +889,14 @@ class ContainerGroups:
             container_id = view.get("_id")
             if not container_id or (view.get("currentState") or {}).get("state") == TERMINATED:
                 continue
+            probes = ContainerProbes(
+                liveness=c.liveness_probe,
+                readiness=c.readiness_probe,
+                ip=row.ip,
+                secrets=tuple(e.secure_value for e in c.environment_variables if e.secure_value),
+            )
             task = asyncio.create_task(
-                self._watch(row.key, c.name, str(container_id), row.generation),
+                self._watch(row.key, c.name, str(container_id), row.generation, probes),
                 name=f"watch-{container_id}",
             )
             tasks.add(task)
@@ -898,15 +908,15 @@ class ContainerGroups:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch(self, key: str, name: str, container_id: str, generation: int) -> None:
-        """Wait for the container's exits and apply the restart policy, until the group changes."""
+    async def _watch(
+        self, key: str, name: str, container_id: str, generation: int, probes: ContainerProbes
+    ) -> None:
+        """Wait for the container's exits (probing it meanwhile) and apply the restart policy,
+        until the group changes."""
         try:
             while True:
-                try:
-                    state: ContainerState | None = await self._runtime.wait(container_id)
-                except ContainerNotFound:
-                    state = None
-                delay = await self._exited(key, name, container_id, generation, state)
+                state, unhealthy = await self._supervise(key, name, container_id, generation, probes)
+                delay = await self._exited(key, name, container_id, generation, state, unhealthy=unhealthy)
                 if delay is None:
                     return
                 await asyncio.sleep(delay)
@@ -921,11 +931,60 @@ class ContainerGroups:
         except Exception:
             log.exception("container supervision failed", group=key, container=name)
 
+    async def _supervise(
+        self, key: str, name: str, container_id: str, generation: int, probes: ContainerProbes
+    ) -> tuple[ContainerState | None, bool]:
+        """Run the container's probes until it exits; when liveness fails, kill it (like
+        kubelet: Killing, then SIGTERM and the grace period). Returns the exit state (``None``
+        when the container is gone) and whether liveness killed it."""
+
+        async def report(failure: ProbeFailure) -> None:
+            async with self._lock(key):
+                row = await self._load(key)
+                if row is None or row.generation != generation:
+                    return  # overtaken: the watcher learns it from its next write
+                view = row.container(name)
+                if view.get("_id") != container_id:
+                    return
+                self._event(view, "Unhealthy", failure.message, "Warning")
+                with contextlib.suppress(_Superseded):
+                    await self._save(row, generation=generation)
+
+        prober = ContainerProber(self._runtime, container_id, probes, report)
+        try:
+            outcome = await prober.until_exit(self._runtime.wait(container_id))
+        except ContainerNotFound:
+            return None, False
+        if isinstance(outcome, ContainerState):
+            return outcome, False
+        async with self._lock(key):
+            row = await self._load(key)
+            if row is None or row.generation != generation:
+                raise _Superseded
+            view = row.container(name)
+            if view.get("_id") != container_id:
+                raise _Superseded
+            will = ", will be restarted" if self._definition(row).restart_policy != "Never" else ""
+            self._event(view, "Killing", f"Container {name} failed liveness probe{will}")
+            await self._save(row, generation=generation)
+        try:
+            return await self._runtime.stop(container_id, self._stop_grace_s), True
+        except ContainerNotFound:
+            return None, True
+
     async def _exited(
-        self, key: str, name: str, container_id: str, generation: int, state: ContainerState | None
+        self,
+        key: str,
+        name: str,
+        container_id: str,
+        generation: int,
+        state: ContainerState | None,
+        *,
+        unhealthy: bool = False,
     ) -> float | None:
         """Record an exit; the back-off before a restart, or ``None`` when the container stays
-        terminated."""
+        terminated. A container that liveness killed (``unhealthy``) is restarted unless the
+        policy is ``Never``, whatever its exit code (kubelet's rule)."""
         async with self._lock(key):
             row = await self._load(key)
             if row is None or row.generation != generation:
@@ -937,7 +996,7 @@ class ContainerGroups:
             terminated = self._terminated(view, state)
             exit_code = terminated.get("exitCode")
             policy = definition.restart_policy
-            restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+            restart = policy == "Always" or (policy == "OnFailure" and (exit_code != 0 or unhealthy))
             if not restart:
                 view["currentState"] = terminated
                 row.state = self._group_state(row, definition)
