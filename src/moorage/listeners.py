@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.util
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,6 +16,22 @@ from moorage.core.log import get_logger
 from moorage.tls import ServerTLS
 
 log = get_logger("listeners")
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner.
+
+    uvicorn installs its own SIGINT/SIGTERM handlers while it serves and, once it has stopped,
+    raises the captured signal again with the previous handler restored — with several servers
+    in one process (the main endpoint and one listener per registry) that kills the process
+    before moorage's own shutdown (containers' watchers, sandbox teardown, the metadata store)
+    ran. ``moorage serve`` handles the signals instead and stops every server itself.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -83,7 +100,7 @@ class UvicornListeners:
             return port
         sock = bind_socket(self._host, port)
         bound = int(sock.getsockname()[1])
-        server = uvicorn.Server(uvicorn_config(self._target, self._tls))
+        server = Server(uvicorn_config(self._target, self._tls))
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"listener-{bound}")
         self._servers[bound] = (server, task)
         # uvicorn exposes readiness only as a flag.
@@ -104,5 +121,4 @@ class UvicornListeners:
             await asyncio.wait_for(task, timeout=10)
 
     async def close_all(self) -> None:
-        for port in list(self._servers):
-            await self.close(port)
+        await asyncio.gather(*(self.close(port) for port in list(self._servers)))
