@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -375,8 +374,8 @@ def test_probes_stop_on_shutdown_and_resume_after_a_restart(
 
     server.stop()
     assert server.process is not None
-    # uvicorn re-raises the SIGTERM it caught once it has stopped serving.
-    assert server.process.returncode in (0, -signal.SIGTERM)
+    # A clean shutdown: SIGTERM stops serving and the server closes (watchers, probes, store).
+    assert server.process.returncode == 0
     output = server.output()
     for trouble in ("Traceback", "Task was destroyed", "was never awaited", "probe stopped"):
         assert trouble not in output
