@@ -299,7 +299,7 @@ class Moorage:
             work_dir=settings.home / "node",
             identity_env=identity_secrets,
         )
-        if identity_secrets is not None:
+        if hasattr(self, "identity_listener") and identity_secrets is not None:
             endpoint = IdentityEndpoint(
                 identity_secrets, self.container_groups, _IdentityTokensAdapter(self.identity)
             )
@@ -313,20 +313,26 @@ class Moorage:
 
     def _bind_identity_endpoint(self) -> IdentitySecrets | None:
         """Bind the containers' managed-identity endpoint on the sandbox bridge's gateway address
-        (runc runtime only: the fake runs no processes); its secrets for the group service."""
+        (runc runtime only: the fake runs no processes); its secrets for the group service.
+
+        A taken port does not stop the server (groups without an identity are unaffected): groups
+        with one then fail to provision with the reason, and the error is logged now."""
         if not hasattr(self, "sandbox_network"):
             return None
         host, port = self.sandbox_network.gateway, self.settings.identity_endpoint_port
+        key = load_key(self.settings.keys_dir / IDENTITY_ENDPOINT_KEY)
         listener = PlainListener(host, port)
         try:
             bound = listener.bind()
         except OSError as exc:
-            raise RuntimeError(
-                f"cannot listen for the container identity endpoint on {host}:{port}: {exc}. "
-                "Set MOORAGE_IDENTITY_ENDPOINT_PORT to a free port (0: any)."
-            ) from exc
+            log.error("container identity endpoint unavailable", host=host, port=port, error=str(exc))
+            reason = (
+                f"The managed identity endpoint for containers cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}). Set MOORAGE_IDENTITY_ENDPOINT_PORT to a free port (0: any) "
+                "and restart the server."
+            )
+            return IdentitySecrets(key, f"http://{host}:{port}/msi/token", unavailable=reason)
         self.identity_listener = listener
-        key = load_key(self.settings.keys_dir / IDENTITY_ENDPOINT_KEY)
         return IdentitySecrets(key, f"http://{host}:{bound}/msi/token")
 
     def _compose_registry(self, keys_dir: Path) -> None:

@@ -11,6 +11,7 @@ the published JWKS.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import (
     ContainerGroup,
@@ -33,6 +35,7 @@ from azure.mgmt.containerinstance.models import (
     UserAssignedIdentities,
 )
 
+from moorage.listeners import bind_socket
 from tests.api.conftest import RawArm, credential_for, fetch_token, trust
 from tests.api.registry_support import admin_password, create_registry, unique_name
 from tests.api.test_container_groups import (
@@ -509,3 +512,46 @@ def test_the_endpoint_answers_running_containers_after_a_restart(
     assert _verified(server, token, VAULT)["oid"] == identity.principal_id
     with client() as aci:
         aci.container_groups.begin_delete(rg, "cg-mi-restart").result()
+
+
+@runs_containers
+def test_a_taken_endpoint_port_fails_only_groups_with_an_identity(tmp_path: Path) -> None:
+    """The server starts; a group with an identity fails to provision with the reason, one
+    without runs."""
+    server = RunningServer(tmp_path / "home")
+    gateway = str(ipaddress.ip_network(server.runtime_subnet)[1])
+    blocker = bind_socket(gateway, 0, freebind=True)
+    server.extra_env["MOORAGE_IDENTITY_ENDPOINT_PORT"] = str(blocker.getsockname()[1])
+    try:
+        server.start()
+        rg = "rg-mi-taken"
+        raw = RawArm(server, fetch_token(server, server.client_id, server.client_secret))
+        with raw.http:
+            rg_path = f"/subscriptions/{server.subscription_id}/resourcegroups/{rg}"
+            assert raw.request("PUT", rg_path, json={"location": "westus"}).status_code == 201
+            login, user, password = _registry_with_image(server, raw, rg, tmp_path)
+            identity = _user_identity(raw, rg, "mi-taken")
+        credentials = [ImageRegistryCredential(server=login, username=user, password=password)]
+        env = Env(rg, f"{login}/mi:v1", credentials, identity, identity)
+        with (
+            credential_for(server, server.client_id, server.client_secret) as credential,
+            ContainerInstanceManagementClient(
+                credential, server.subscription_id, **sdk_kwargs(server)
+            ) as aci,
+        ):
+            with pytest.raises(HttpResponseError) as info:
+                aci.container_groups.begin_create_or_update(
+                    rg, "cg-with", _group(env, IDLE, identity=_users(identity))
+                ).result()
+            assert info.value.error is not None
+            assert info.value.error.code == "ManagedIdentityEndpointUnavailable"
+            assert "MOORAGE_IDENTITY_ENDPOINT_PORT" in info.value.error.message
+            assert aci.container_groups.get(rg, "cg-with").provisioning_state == "Failed"
+            with _running(aci, env, "cg-without", _group(env, IDLE, identity=None)) as created:
+                assert created.provisioning_state == "Succeeded"
+            aci.container_groups.begin_delete(rg, "cg-with").result()
+        assert "container identity endpoint unavailable" in server.log_text()
+    finally:
+        blocker.close()
+        server.stop()
+        server.remove_runtime_objects()

@@ -33,6 +33,10 @@ gets a new sandbox (start, restart, update), and nothing secret is stored per gr
 that learns another group's secret still cannot use it from its own address. A missing header is
 ``401``, a wrong one (or a right one from the wrong address) ``403``. Secrets are never logged.
 
+When the endpoint cannot listen (its port is taken on the gateway address), the server still
+starts, and a group with an identity fails to provision with ``ManagedIdentityEndpointUnavailable``
+naming the cause and the setting, rather than running without its identity.
+
 Tokens come from the identity service through :class:`IdentityTokenIssuer` (wired in
 ``app.py``): the requested resource is the audience, ``oid``/``appid``/``tid`` are the identity's,
 and the signing keys are moorage's own (``/.well-known`` JWKS).
@@ -54,7 +58,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from moorage.core.errors import MoorageError, NotFound
+from moorage.core.errors import MoorageError, NotFound, Unavailable
 from moorage.core.log import get_logger
 from moorage.instances.model import GroupIdentity
 
@@ -130,7 +134,9 @@ class SandboxDirectory(Protocol):
 class IdentityEnvironment(Protocol):
     """What the container group service injects into the containers of a group with an identity."""
 
-    def environment(self, group_id: str, sandbox_id: str) -> dict[str, str]: ...
+    def environment(self, group_id: str, sandbox_id: str) -> dict[str, str]:
+        """The variables to add; raises a ``MoorageError`` when the endpoint cannot serve them."""
+        ...
 
 
 def has_identity(identity: GroupIdentity | None) -> bool:
@@ -157,12 +163,20 @@ def load_key(path: Path) -> bytes:
     return key
 
 
-class IdentitySecrets:
-    """The endpoint's address and the per-sandbox secrets (see the module docstring)."""
+class IdentityEndpointUnavailable(Unavailable):
+    default_code = "ManagedIdentityEndpointUnavailable"
 
-    def __init__(self, key: bytes, url: str) -> None:
+
+class IdentitySecrets:
+    """The endpoint's address and the per-sandbox secrets (see the module docstring).
+
+    ``unavailable`` says why the endpoint is not listening (``None``: it is); the containers'
+    variables are then refused with :class:`IdentityEndpointUnavailable`."""
+
+    def __init__(self, key: bytes, url: str, *, unavailable: str | None = None) -> None:
         self._key = key
         self.url = url
+        self.unavailable = unavailable
 
     def __repr__(self) -> str:
         return f"IdentitySecrets(url={self.url!r})"  # never the key
@@ -175,6 +189,10 @@ class IdentitySecrets:
         return hmac.compare_digest(presented.encode(), self.secret(group_id, sandbox_id).encode())
 
     def environment(self, group_id: str, sandbox_id: str) -> dict[str, str]:
+        """The variables of a container in ``sandbox_id`` of ``group_id`` (raises
+        :class:`IdentityEndpointUnavailable` when the endpoint is not listening)."""
+        if self.unavailable is not None:
+            raise IdentityEndpointUnavailable(self.unavailable)
         secret = self.secret(group_id, sandbox_id)
         return {
             "IDENTITY_ENDPOINT": self.url,
@@ -336,6 +354,7 @@ def _error(status: int, message: str) -> JSONResponse:
 __all__ = [
     "GroupSandbox",
     "IdentityEndpoint",
+    "IdentityEndpointUnavailable",
     "IdentityEnvironment",
     "IdentitySecrets",
     "IdentityTokenIssuer",
