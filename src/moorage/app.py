@@ -47,6 +47,13 @@ from moorage.identity.tokens import TokenAuthority
 from moorage.instances import schema as instances_schema
 from moorage.instances.access import ImageAccess, RegistryFacts
 from moorage.instances.content import Leases
+from moorage.instances.identity_endpoint import (
+    IdentityEndpoint,
+    IdentitySecrets,
+    ManagedIdentityFacts,
+    ManagedIdentityToken,
+    load_key,
+)
 from moorage.instances.images import ImageSource
 from moorage.instances.runtime.base import Runtime
 from moorage.instances.runtime.fake import FakeRuntime
@@ -54,7 +61,7 @@ from moorage.instances.runtime.runc.network import SandboxNetwork
 from moorage.instances.runtime.runc.runtime import RuncRuntime
 from moorage.instances.service import ContainerGroups
 from moorage.instances.snapshots import Snapshotter
-from moorage.listeners import UvicornListeners
+from moorage.listeners import PlainListener, UvicornListeners
 from moorage.registry import schema as registry_schema
 from moorage.registry.auth import Authorizer, RegistryTokens
 from moorage.registry.content import Content
@@ -74,6 +81,7 @@ BOOTSTRAP_FILE = "bootstrap.json"
 RUNC = Path("/usr/sbin/runc")
 CONMON = Path("/usr/bin/conmon")
 ISSUER_FILE = "issuer.json"
+IDENTITY_ENDPOINT_KEY = "identity-endpoint.key"
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,7 @@ class Moorage:
             )
         snapshots = Snapshotter(settings.home / "node")
         snapshots.discard_incomplete()
+        identity_secrets = self._bind_identity_endpoint()
         self.container_groups = ContainerGroups(
             self.meta,
             sealer=Sealer.load(settings.keys_dir / "sealing.key"),
@@ -288,13 +297,43 @@ class Moorage:
             clock=self.clock,
             leases=self.node_leases,
             work_dir=settings.home / "node",
+            identity_env=identity_secrets,
         )
+        if hasattr(self, "identity_listener") and identity_secrets is not None:
+            endpoint = IdentityEndpoint(
+                identity_secrets, self.container_groups, _IdentityTokensAdapter(self.identity)
+            )
+            await self.identity_listener.serve(AccessLog(endpoint))
         for provider in container_instance_providers(
             self.arm_store, self.operations, self.container_groups, self.identity
         ):
             self.providers.add(provider)
         resumed = await self.container_groups.resume()
         log.info("container groups resumed", runtime=type(self.runtime).__name__, groups=resumed)
+
+    def _bind_identity_endpoint(self) -> IdentitySecrets | None:
+        """Bind the containers' managed-identity endpoint on the sandbox bridge's gateway address
+        (runc runtime only: the fake runs no processes); its secrets for the group service.
+
+        A taken port does not stop the server (groups without an identity are unaffected): groups
+        with one then fail to provision with the reason, and the error is logged now."""
+        if not hasattr(self, "sandbox_network"):
+            return None
+        host, port = self.sandbox_network.gateway, self.settings.identity_endpoint_port
+        key = load_key(self.settings.keys_dir / IDENTITY_ENDPOINT_KEY)
+        listener = PlainListener(host, port)
+        try:
+            bound = listener.bind()
+        except OSError as exc:
+            log.error("container identity endpoint unavailable", host=host, port=port, error=str(exc))
+            reason = (
+                f"The managed identity endpoint for containers cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}). Set MOORAGE_IDENTITY_ENDPOINT_PORT to a free port (0: any) "
+                "and restart the server."
+            )
+            return IdentitySecrets(key, f"http://{host}:{port}/msi/token", unavailable=reason)
+        self.identity_listener = listener
+        return IdentitySecrets(key, f"http://{host}:{bound}/msi/token")
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
@@ -413,6 +452,8 @@ class Moorage:
         if hasattr(self, "image_source"):
             await self.image_source.aclose()
         await self.operations.shutdown()
+        if hasattr(self, "identity_listener"):
+            await self.identity_listener.close()
         if hasattr(self, "sandbox_network"):
             # The bridge and nftables table go only when no sandbox is left (teardown checks).
             try:
@@ -471,7 +512,8 @@ class _PlatformRouter:
 
 
 class _IdentityTokensAdapter:
-    """identity's managed-identity token issuer, as instances' ``ManagedIdentityTokens``."""
+    """identity's managed-identity token issuer, as instances' ``ManagedIdentityTokens`` (pulls)
+    and ``IdentityTokenIssuer`` (the containers' identity endpoint)."""
 
     def __init__(self, identity: IdentityService) -> None:
         self._identity = identity
@@ -482,6 +524,18 @@ class _IdentityTokensAdapter:
     async def principal_id(self, identity_resource_id: str) -> str | None:
         principal = await self._identity.managed_identity(identity_resource_id)
         return principal.object_id if principal else None
+
+    # -- as the container identity endpoint's ``IdentityTokenIssuer``
+
+    async def facts(self, identity_resource_id: str) -> ManagedIdentityFacts | None:
+        principal = await self._identity.managed_identity(identity_resource_id)
+        if principal is None or principal.resource_id is None:
+            return None
+        return ManagedIdentityFacts(principal.resource_id, principal.app_id, principal.object_id)
+
+    async def issue(self, identity_resource_id: str, audience: str) -> ManagedIdentityToken:
+        issued = await self._identity.token_for_managed_identity(identity_resource_id, audience)
+        return ManagedIdentityToken(issued.token, issued.expires_on)
 
 
 class _IdentityDirectoryAdapter:

@@ -17,6 +17,8 @@ from moorage.core.errors import InvalidArgument
 
 DEFAULT_PORT = 8443
 DEFAULT_LOCATION = "westus"
+# Azure Container Apps' identity endpoint port (http://localhost:42356/msi/token there).
+DEFAULT_IDENTITY_ENDPOINT_PORT = 42356
 # Lower-case letters and digits only, so that no prefix is a dash-extension of another (runc
 # container names are "<prefix>-<id>"), and short enough for the bridge name "<prefix>0".
 _RUNTIME_PREFIX = re.compile(r"[a-z][a-z0-9]{0,13}")
@@ -63,6 +65,9 @@ class Settings:
     runtime: str = "auto"
     runtime_prefix: str = "moorage"
     runtime_subnet: str = "10.88.0.0/16"
+    # The managed-identity endpoint containers reach on the bridge's gateway address (runc only);
+    # 0 picks a free port at each start (containers created before a restart then lose it).
+    identity_endpoint_port: int = DEFAULT_IDENTITY_ENDPOINT_PORT
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -113,6 +118,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65535:
+        raise InvalidArgument(f"{name} must be a port number 0-65535, got {value}", code="InvalidSetting")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     """One of ``allowed`` (case-insensitive); the first is the default."""
     raw = env.get(name, "").strip().lower() or allowed[0]
@@ -160,4 +172,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         runtime=_choice(env, "MOORAGE_RUNTIME", ("auto", "runc", "fake")),
         runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
         runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
+        identity_endpoint_port=_port(env, "MOORAGE_IDENTITY_ENDPOINT_PORT", DEFAULT_IDENTITY_ENDPOINT_PORT),
     )

@@ -64,6 +64,7 @@ from moorage.instances.access import (
     inaccessible_message,
 )
 from moorage.instances.content import Leases
+from moorage.instances.identity_endpoint import GroupSandbox, IdentityEnvironment, has_identity
 from moorage.instances.images import PulledImage, PullFailure, open_layer
 from moorage.instances.model import GroupDefinition, SecurityContextDefinition, VolumeDefinition
 from moorage.instances.probes import ContainerProber, ContainerProbes, ProbeFailure
@@ -240,6 +241,7 @@ class ContainerGroups:
         clock: Clock,
         leases: Leases | None,
         work_dir: Path,
+        identity_env: IdentityEnvironment | None = None,
         stop_grace_s: float = 10.0,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
@@ -253,6 +255,7 @@ class ContainerGroups:
         self._identities = identities
         self._clock = clock
         self._leases = leases
+        self._identity_env = identity_env  # the identity endpoint's variables; None: no endpoint
         self._volumes_dir = work_dir / "volumes"
         self._spool_dir = work_dir / "spool"
         self._stop_grace_s = stop_grace_s
@@ -318,6 +321,16 @@ class ContainerGroups:
         async with self._store.connect() as conn:
             rows = list(await conn.execute(query.order_by(groups.c.created_at)))
         return [self._public(self._row(r)) for r in rows]
+
+    async def sandboxes_at(self, address: str) -> list[GroupSandbox]:
+        """The groups whose current sandbox has ``address`` (for the identity endpoint)."""
+        async with self._store.connect() as conn:
+            rows = [self._row(r) for r in await conn.execute(sa.select(groups).where(groups.c.ip == address))]
+        return [
+            GroupSandbox(row.id, row.sandbox_id, self._definition(row).identity)
+            for row in rows
+            if row.sandbox_id is not None
+        ]
 
     async def count(self, subscription_id: str, location: str | None = None) -> int:
         return len(
@@ -691,7 +704,7 @@ class ContainerGroups:
     ) -> None:
         view = row.container(name, init=init)
         spec = await self._container_spec(
-            definition, view, name, container_id, str(row.sandbox_id), init=init
+            definition, view, name, container_id, str(row.sandbox_id), init=init, group_id=row.id
         )
         await self._runtime.create(spec)
         view["_id"] = container_id
@@ -713,6 +726,7 @@ class ContainerGroups:
         sandbox_id: str,
         *,
         init: bool,
+        group_id: str,
     ) -> ContainerSpec:
         image = _Image.from_json(view.get("_image"))
         if image is None:
@@ -736,11 +750,11 @@ class ContainerGroups:
             resources = Resources(
                 cpu=c.resources.cpu_limit, memory_bytes=int(c.resources.memory_limit_in_gb * GIB)
             )
-        process = image_process(
-            config if isinstance(config, dict) else {},
-            command=command,
-            env=[f"{e.name}={e.effective_value}" for e in env_vars],
-        )
+        env = [f"{e.name}={e.effective_value}" for e in env_vars]
+        if self._identity_env is not None and has_identity(definition.identity):
+            # The platform's variables come last and win; they never enter the stored body.
+            env += [f"{k}={v}" for k, v in self._identity_env.environment(group_id, sandbox_id).items()]
+        process = image_process(config if isinstance(config, dict) else {}, command=command, env=env)
         user, privileges = _apply_security_context(process.user, security)
         binds: list[Mount] = []
         mounts: list[VolumeMount] = []
