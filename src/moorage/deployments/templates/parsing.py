@@ -55,6 +55,7 @@ _PARAMETER_MEMBERS = {
     "maxlength",
     "metadata",
     "nullable",
+    "$ref",  # refused with TemplateFeatureNotSupported
     # languageVersion 2.0 type refinements, accepted and not enforced
     "items",
     "properties",
@@ -208,7 +209,7 @@ def _parameters(entry: tuple[str, Any] | None, base: str) -> dict[str, Parameter
             )
         members = _members(_object(definition, path), path, "TemplateParameter", _PARAMETER_MEMBERS)
         if "type" not in members:
-            if "$ref" in {k.casefold() for k in definition}:
+            if "$ref" in members:
                 raise TemplateFeatureNotSupported(
                     f"The template parameter '{name}' uses a type reference ('$ref'), which is not supported."
                 )

@@ -29,9 +29,10 @@ def split_type(resource_type: str) -> tuple[str, list[str]]:
 
 
 def name_segment_count(resource_type: str) -> int:
-    """How many name segments a resource of ``resource_type`` has."""
+    """How many name segments a resource of ``resource_type`` has: one per type segment (a
+    ``providers`` segment takes the extension's namespace as its "name")."""
     _, types = split_type(resource_type)
-    return len(types) + sum(1 for t in types if t.casefold() == "providers")
+    return len(types)
 
 
 def split_name(name: str) -> list[str]:
