@@ -380,6 +380,7 @@ def test_body_errors_surface_at_expansion() -> None:
     error = expand_error(template([sa("sa1", properties={"x": "[int('NaN')]"})]))
     assert error.message.startswith("Deployment template validation failed: 'The template resource 'sa1'")
     assert error.position == 1
+    assert error.path == "properties.template.resources[0].properties.x"
 
 
 def test_lazy_body_evaluated_with_a_resolver() -> None:
@@ -402,8 +403,7 @@ def test_runtime_faults_name_the_resource() -> None:
     assert caught.value.message.startswith(
         f"Unable to process template language expressions for resource '{rid(SA_TYPE, 'sa1')}' at path "
         "'properties.template.resources[0]'. 'The language expression property 'nothing' doesn't exist, "
-        "available "
-        "properties are 'principalId'.'"
+        "available properties are 'principalId'.'"
     )
 
 
@@ -638,3 +638,38 @@ def test_failed_outputs_are_reported_together() -> None:
 def test_resource_group_and_deployment_in_ids_use_the_context() -> None:
     plan = plan_of(template([sa("[concat('st', uniqueString(resourceGroup().id))]")]))
     assert plan.resources[0].id.startswith(f"{RG_ID}/providers/{SA_TYPE}/st")
+
+
+def test_preview_leaves_runtime_expressions_as_text() -> None:
+    doc = template(
+        [
+            sa(
+                "sa1",
+                tags={"rg": "[resourceGroup().name]"},
+                properties={"pid": "[reference('id1').principalId]", "items": ["[reference('id1').a]", 1]},
+            ),
+            uami("id1"),
+        ]
+    )
+    body = plan_of(doc).resource(rid(SA_TYPE, "sa1")).body
+    assert body.preview() == {
+        "location": "westus",
+        "tags": {"rg": "rg-templates"},
+        "properties": {"pid": "[reference('id1').principalId]", "items": ["[reference('id1').a]", 1]},
+    }
+
+
+def test_preview_of_a_known_value_is_the_value() -> None:
+    (resource,) = plan_of(template([sa("sa1")])).resources
+    assert resource.body.preview() == {"location": "westus"}
+
+
+def test_reference_by_an_ambiguous_name_is_refused() -> None:
+    doc = template(
+        [
+            sa("[concat('sa', copyIndex())]", copy={"name": "loop", "count": 2}),
+            uami("id1", properties={"x": "[reference('loop').a]"}),
+        ]
+    )
+    error = expand_error(doc)
+    assert "The resource name 'loop' designates 2 resources of the template." in error.message

@@ -38,8 +38,7 @@ SECOND_OBJECT = "createObject('one', 'a', 'two', 'z', 'three', 'c')"
         ("[intersection(createArray('one', 'two', 'three'), createArray('two', 'three'))]", ["two", "three"]),
         (
             "[union(createObject('one', 'a', 'two', 'b', 'three', 'c1'), createObject('three', 'c2', "
-            "'four', 'd', "
-            "'five', 'e'))]",
+            "'four', 'd', 'five', 'e'))]",
             {"one": "a", "two": "b", "three": "c2", "four": "d", "five": "e"},
         ),
         (

@@ -28,8 +28,8 @@ def test_map() -> None:
 
 def test_reduce() -> None:
     expression = (
-        f"[reduce({DOGS}, 0, lambda('cur', 'next', "
-        "add(lambdaVariables('cur'), lambdaVariables('next').age)))]"
+        f"[reduce({DOGS}, 0, lambda('cur', 'next', add(lambdaVariables('cur'), "
+        "lambdaVariables('next').age)))]"
     )
     assert ev(expression) == 10
 
@@ -128,7 +128,7 @@ def test_user_defined_function_cannot_see_variables() -> None:
     with pytest.raises(TemplateError) as caught:
         ev("[contoso.broken()]", template=DOC)
     assert "The user-defined function 'contoso.broken' is not valid" in caught.value.message
-    assert caught.value.path == "properties.template.functions[0].members.broken"
+    assert caught.value.path == "properties.template.functions[0].members.broken.output.value"
 
 
 def test_user_defined_function_output_type_is_checked() -> None:

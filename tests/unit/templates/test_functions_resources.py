@@ -28,8 +28,7 @@ STORAGE = "Microsoft.Storage/storageAccounts"
         (
             "[resourceId('11111111-1111-1111-1111-111111111111', 'otherResourceGroup', "
             "'Microsoft.SQL/servers/databases', 'serverName', 'databaseName')]",
-            "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/otherResourceGroup/providers/"
-            "Microsoft.SQL/servers/serverName/databases/databaseName",
+            "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/otherResourceGroup/providers/Microsoft.SQL/servers/serverName/databases/databaseName",
         ),
         (
             "[resourceId('Microsoft.Network/virtualNetworks/subnets', 'myVnet', 'mySubnet')]",
@@ -124,8 +123,8 @@ def test_list_functions_carry_their_name_and_body() -> None:
     )
     resolver.add(RuntimeCall("listKeys", registry, "2023-07-01", body={"expand": "x"}), {"keys": []})
     expression = (
-        "[listCredentials(resourceId('Microsoft.ContainerRegistry/registries', 'acr1'), '2023-07-01')"
-        ".passwords[0].value]"
+        "[listCredentials(resourceId('Microsoft.ContainerRegistry/registries', 'acr1'), "
+        "'2023-07-01').passwords[0].value]"
     )
     assert ev(expression, resolver=resolver) == "pw-1"
     assert ev(

@@ -122,8 +122,7 @@ def test_substring_out_of_range_reports_indexes_not_content() -> None:
         ev("[substring('1234567890', 0, 11)]")
     assert (
         "The index and length parameters must refer to a location within the string. The index parameter: "
-        "'0', "
-        "the length parameter: '11', the length of the string parameter: '10'"
+        "'0', the length parameter: '11', the length of the string parameter: '10'"
     ) in caught.value.message
 
 

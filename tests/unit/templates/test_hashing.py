@@ -34,8 +34,7 @@ from tests.unit.templates.support import ev
         # "UniqueStringShouldEqualValueCreatedFromArmTemplate" (a value taken from an ARM output).
         (
             (
-                "/subscriptions/31e9f9a0-9fd2-4294-a0a3-0101246d9700/resourceGroups/rg-modm201-20230913120256"
-                "/providers/Microsoft.Compute/virtualMachines/bobjacmodm201",
+                "/subscriptions/31e9f9a0-9fd2-4294-a0a3-0101246d9700/resourceGroups/rg-modm201-20230913120256/providers/Microsoft.Compute/virtualMachines/bobjacmodm201",
             ),
             "yvjxno3je5on2",
         ),

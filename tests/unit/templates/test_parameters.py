@@ -109,8 +109,7 @@ def test_missing_required_parameter() -> None:
     error = bind_error({"repositoryUrl": {"type": "string"}}, None)
     assert error.message == (
         "Deployment template validation failed: 'The value for the template parameter 'repositoryUrl' at "
-        "path "
-        "'properties.template.parameters.repositoryUrl' is not provided. Please see "
+        "path 'properties.template.parameters.repositoryUrl' is not provided. Please see "
         "https://aka.ms/arm-create-parameter-file for usage details.'."
     )
     info = error.additional_info[0]
@@ -125,10 +124,8 @@ def test_unknown_parameters_are_listed() -> None:
     )
     assert error.message == (
         "Deployment template validation failed: 'The template parameters 'x, y' in the parameters file are "
-        "not "
-        "valid; they are not present in the original template and can therefore not be provided at "
-        "deployment "
-        "time. The only supported parameters for this template are 'a, b'. Please see "
+        "not valid; they are not present in the original template and can therefore not be provided at "
+        "deployment time. The only supported parameters for this template are 'a, b'. Please see "
         "https://aka.ms/arm-pass-parameter-values for usage details.'."
     )
 
@@ -166,8 +163,7 @@ def test_allowed_values() -> None:
     error = bind_error(definition, {"sku": {"value": "Premium_LRS"}})
     assert (
         "The provided value for the template parameter 'sku' at path 'properties.parameters.sku' is not "
-        "valid. "
-        "The parameter value is not part of the allowed value(s): 'Standard_LRS,Standard_GRS'."
+        "valid. The parameter value is not part of the allowed value(s): 'Standard_LRS,Standard_GRS'."
     ) in error.message
 
 

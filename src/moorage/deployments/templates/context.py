@@ -49,8 +49,7 @@ def azure_cloud_environment(
         "media": "https://rest.media.azure.net",
         "sqlManagement": "https://management.core.windows.net:8443/",
         "vmImageAliasDoc": (
-            "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/master/arm-compute/"
-            "quickstart-templates/aliases.json"
+            "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/master/arm-compute/quickstart-templates/aliases.json"
         ),
         "resourceManager": resource_manager,
         "authentication": {

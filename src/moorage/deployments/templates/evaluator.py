@@ -37,8 +37,9 @@ from moorage.deployments.templates.values import Json, find_key, is_int, type_na
 
 
 class ParameterSource(Protocol):
-    """Parameter values by name (case-insensitive); ``None`` when the template has no such
-    parameter. Binding uses a source that evaluates default values on demand."""
+    """Parameter values by name (case-insensitive): ``(True, value)``, or ``(False, None)`` when
+    the template has no such parameter. Binding uses a source that evaluates default values on
+    demand; expansion uses the bound values."""
 
     def value(self, name: str) -> tuple[bool, Json]: ...
 
@@ -53,9 +54,10 @@ class ResourceTarget:
 
 
 class TargetLookup(Protocol):
-    """Resolves a name used as ``reference('name')`` to a resource of the template."""
+    """The resources of the template a name used as ``reference('name')`` designates (by id,
+    symbolic name, ``type/name`` or name; several for a copy loop or an ambiguous name)."""
 
-    def find(self, name: str) -> ResourceTarget | None: ...
+    def find(self, name: str) -> list[ResourceTarget]: ...
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,16 @@ class Permissions:
     runtime: bool = False  # reference(), list*()
     nondeterministic: bool = False  # utcNow(), newGuid()
     variables: bool = True
-    place: str = "template"
 
 
 #: Parameter default values: utcNow()/newGuid() allowed, no variables, no runtime values.
-PARAMETER_DEFAULT = Permissions(nondeterministic=True, variables=False, place="parameter default value")
+PARAMETER_DEFAULT = Permissions(nondeterministic=True, variables=False)
 #: Values that must be known before deployment: names, conditions, copy counts, dependsOn, scopes.
-STATIC = Permissions(place="resource declaration")
+STATIC = Permissions()
 #: Resource bodies and outputs: may use runtime values.
-RUNTIME = Permissions(runtime=True, place="resource properties")
+RUNTIME = Permissions(runtime=True)
 #: The output value of a user-defined function.
-FUNCTION_BODY = Permissions(variables=False, place="user-defined function")
+FUNCTION_BODY = Permissions(variables=False)
 
 
 @dataclass
@@ -149,15 +150,15 @@ class Invocation:
     def fail(self, reason: str) -> ExpressionError:
         """``Unable to evaluate template language function 'name': reason. Please see ...``."""
         return self.error(
-            f"Unable to evaluate template language function '{self.name}': {reason}. "
-            f"Please see {FUNCTIONS_HELP}#{self.call.name.lower()} for usage details."
+            f"Unable to evaluate template language function '{self.name}': {reason}. Please see "
+            f"{FUNCTIONS_HELP}#{self.call.name.lower()} for usage details."
         )
 
     def not_expected(self, reason: str = "") -> ExpressionError:
         suffix = f" {reason}" if reason else ""
         return self.error(
-            f"The template function '{self.name}' is not expected at this location.{suffix} "
-            f"Please see {EXPRESSIONS_HELP} for usage details."
+            f"The template function '{self.name}' is not expected at this location.{suffix} Please see "
+            f"{EXPRESSIONS_HELP} for usage details."
         )
 
 
@@ -169,17 +170,17 @@ def evaluate_node(node: Node, scope: Scope) -> Json:
     if isinstance(node, Const):
         return copy.deepcopy(node.value)
     if isinstance(node, Expr):
-        return evaluate_expression(node.parsed.root, scope, node.parsed.source)
+        return _evaluate_string(node, scope)
     if isinstance(node, ArrayNode):
         return [evaluate_node(item, scope) for item in node.items]
     result: dict[str, Json] = {}
     for key, value in node.entries:
         if isinstance(key, Expr):
-            name = evaluate_expression(key.parsed.root, scope, key.parsed.source)
+            name = _evaluate_string(key, scope)
             if not isinstance(name, str):
                 raise ExpressionError(
-                    f"The property name expression '{key.parsed.source}' must evaluate to a string; "
-                    f"it evaluated to a value of type '{type_name(name)}'.",
+                    f"The property name expression '{key.parsed.source}' must evaluate to a string; it "
+                    f"evaluated to a value of type '{type_name(name)}'.",
                     position=0,
                     expression=key.parsed.source,
                     path=key.path,
@@ -193,6 +194,18 @@ def evaluate_node(node: Node, scope: Scope) -> Json:
     return result
 
 
+def _evaluate_string(node: Expr, scope: Scope) -> Json:
+    try:
+        return evaluate_expression(node.parsed.root, scope, node.parsed.source)
+    except ExpressionError as exc:
+        if exc.path is not None:
+            raise
+        # The fault is in this string: name its exact place in the template.
+        raise ExpressionError(
+            exc.message, position=exc.position, expression=exc.expression, path=node.path
+        ) from exc
+
+
 #: ARM's limit on copy loop counts.
 MAX_COPY_COUNT = 800
 
@@ -204,7 +217,7 @@ def evaluate_loop_count(node: Node, scope: Scope, what: str) -> int:
             f"The {what} has an invalid copy count. The copy count must be a non-negative integer value "
             f"and cannot exceed '{MAX_COPY_COUNT}'.",
             position=0,
-            path=getattr(node, "path", None),
+            path=node.path,
         )
     return count
 

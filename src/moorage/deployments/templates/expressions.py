@@ -151,8 +151,8 @@ class _Parser:
                 while True:
                     if pos >= end:
                         raise self._error(
-                            f"Unable to parse language expression '{self._inner()}': the string literal "
-                            f"at position '{start}' is not terminated.",
+                            f"Unable to parse language expression '{self._inner()}': the string literal at "
+                            f"position '{start}' is not terminated.",
                             start,
                         )
                     if text[pos] == "'":
@@ -177,8 +177,8 @@ class _Parser:
                 tokens.append(_Token("Identifier", text[start:pos], start, text[start:pos]))
             else:
                 raise self._error(
-                    f"Unable to parse language expression '{self._inner()}': the character '{char}' "
-                    f"at position '{pos}' is not expected.",
+                    f"Unable to parse language expression '{self._inner()}': the character '{char}' at "
+                    f"position '{pos}' is not expected.",
                     pos,
                 )
         tokens.append(_Token("EndOfData", "", end))
@@ -213,8 +213,8 @@ class _Parser:
         token = self._next()
         if token.kind != kind:
             raise self._error(
-                f"Unable to parse language expression '{self._inner()}': expected token '{kind}' "
-                f"and actual '{token.kind}'.",
+                f"Unable to parse language expression '{self._inner()}': expected token '{kind}' and "
+                f"actual '{token.kind}'.",
                 token.pos,
             )
         return token
@@ -243,8 +243,8 @@ class _Parser:
             return IntegerLiteral(int(token.text), token.pos)
         if token.kind != "Identifier":
             raise self._error(
-                f"Unable to parse language expression '{self._inner()}': expected token 'Identifier' "
-                f"and actual '{token.kind}'.",
+                f"Unable to parse language expression '{self._inner()}': expected token 'Identifier' and "
+                f"actual '{token.kind}'.",
                 token.pos,
             )
         namespace: str | None = None

@@ -85,8 +85,8 @@ def type_error(inv: Invocation, index: int, expected: str, value: Json) -> Expre
     at = inv.call.args[index].pos if index < inv.arg_count else inv.call.pos
     return inv.error(
         f"The template language function '{inv.name}' expects its {ordinal(index)} parameter to be of type "
-        f"'{expected}'. The provided value is of type '{type_name(value)}'. "
-        f"Please see {FUNCTIONS_HELP}#{inv.call.name.lower()} for usage details.",
+        f"'{expected}'. The provided value is of type '{type_name(value)}'. Please see "
+        f"{FUNCTIONS_HELP}#{inv.call.name.lower()} for usage details.",
         at=at,
     )
 

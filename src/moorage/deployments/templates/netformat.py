@@ -38,8 +38,8 @@ def composite_format(template: str, args: Sequence[Json]) -> str:
             index = int(match.group(1))
             if index >= len(args):
                 raise CompositeFormatError(
-                    "Index (zero based) must be greater than or equal to zero and less than the size of the "
-                    "argument list."
+                    "Index (zero based) must be greater than or equal to zero and less than the size of "
+                    "the argument list."
                 )
             text = format_value(args[index], match.group(3) or "")
             width = int(match.group(2) or 0)

@@ -146,8 +146,7 @@ def _provided_values(template: Template, parameters: Mapping[str, Any], base_pat
     if not isinstance(parameters, Mapping):
         raise InvalidArgument(
             "The request content was invalid and could not be deserialized: 'The deployment parameters "
-            "must be "
-            f"a JSON object. Path '{base_path}'.'",
+            f"must be a JSON object. Path '{base_path}'.'",
             code="InvalidRequestContent",
             target=base_path,
         )
@@ -157,10 +156,9 @@ def _provided_values(template: Template, parameters: Mapping[str, Any], base_pat
         path = child_path(base_path, name)
         if not isinstance(entry, Mapping):
             raise InvalidArgument(
-                "The request content was invalid and could not be deserialized: 'Error converting value to "
-                "type "
-                "'DeploymentParameterDefinition': a parameter must be an object with a 'value'. Path "
-                f"'{path}'.'",
+                "The request content was invalid and could not be deserialized: 'Error converting value "
+                "to type 'DeploymentParameterDefinition': a parameter must be an object with a 'value'. "
+                f"Path '{path}'.'",
                 code="InvalidRequestContent",
                 target=path,
             )
@@ -168,16 +166,13 @@ def _provided_values(template: Template, parameters: Mapping[str, Any], base_pat
         if "reference" in fields:
             raise TemplateFeatureNotSupported(
                 f"The deployment parameter '{name}' is a Key Vault reference ('reference'). Key Vault "
-                "parameter "
-                "references are not supported by moorage: pass the value itself (a securestring parameter "
-                "keeps "
-                "it out of responses)."
+                "parameter references are not supported by moorage: pass the value itself (a securestring "
+                "parameter keeps it out of responses)."
             )
         if "value" not in fields:
             raise InvalidArgument(
-                "The request content was invalid and could not be deserialized: 'Required property 'value' "
-                "not "
-                f"found in JSON. Path '{path}'.'",
+                "The request content was invalid and could not be deserialized: 'Required property "
+                f"'value' not found in JSON. Path '{path}'.'",
                 code="InvalidRequestContent",
                 target=path,
             )
@@ -189,13 +184,10 @@ def _provided_values(template: Template, parameters: Mapping[str, Any], base_pat
         supported = ", ".join(d.name for d in template.parameters.values())
         raise ParameterError(
             validation_failed(
-                f"The template parameters '{', '.join(unknown)}' in the parameters file are not valid; "
-                "they are not "
-                "present in the original template and can therefore not be provided at deployment time. "
-                "The only "
-                f"supported parameters for this template are '{supported}'. Please see "
-                f"{PARAMETER_VALUES_HELP} "
-                "for usage details."
+                f"The template parameters '{', '.join(unknown)}' in the parameters file are not valid; they "
+                "are not present in the original template and can therefore not be provided at deployment "
+                f"time. The only supported parameters for this template are '{supported}'. Please see "
+                f"{PARAMETER_VALUES_HELP} for usage details."
             ),
             path=child_path(base_path, unknown[0]),
         )
@@ -248,8 +240,7 @@ class _Binder:
             raise ParameterError(
                 validation_failed(
                     f"The value for the template parameter '{definition.name}' at path '{definition.path}' "
-                    "is not "
-                    f"provided. Please see {PARAMETER_FILE_HELP} for usage details."
+                    f"is not provided. Please see {PARAMETER_FILE_HELP} for usage details."
                 ),
                 path=definition.path,
             )
@@ -269,8 +260,7 @@ class _Binder:
                 exc,
                 lambda inner: validation_failed(
                     f"The template parameter '{definition.name}' at path '{definition.path}' is not valid: "
-                    f"{inner}. "
-                    f"Please see {FUNCTIONS_HELP} for usage details."
+                    f"{inner}. Please see {FUNCTIONS_HELP} for usage details."
                 ),
                 definition.path,
                 self.shared.secrets,
@@ -290,8 +280,7 @@ def _check(definition: ParameterDefinition, value: Json, path: str) -> None:
         raise ParameterError(
             validation_failed(
                 f"Template parameter JToken type is not valid. Expected '{expected}'. Actual "
-                f"'{type_name(value)}'. "
-                f"Please see {PARAMETER_TYPES_HELP} for usage details."
+                f"'{type_name(value)}'. Please see {PARAMETER_TYPES_HELP} for usage details."
             ),
             path=path,
         )
@@ -299,9 +288,8 @@ def _check(definition: ParameterDefinition, value: Json, path: str) -> None:
     def invalid(reason: str) -> ParameterError:
         return ParameterError(
             validation_failed(
-                f"The provided value for the template parameter '{definition.name}' at path '{path}' is "
-                "not valid. "
-                f"{reason}"
+                f"The provided value for the template parameter '{definition.name}' at path '{path}' is not "
+                f"valid. {reason}"
             ),
             path=path,
         )

@@ -159,8 +159,8 @@ def _members(
 def _type_error(path: str, expected: str, value: object) -> TemplateError:
     return TemplateError(
         validation_failed(
-            f"The value at path '{path}' is not valid: expected a value of type '{expected}', "
-            f"got '{type_name(value)}'."
+            f"The value at path '{path}' is not valid: expected a value of type '{expected}', got "
+            f"'{type_name(value)}'."
         ),
         path=path,
     )
@@ -353,9 +353,8 @@ def _functions(entry: tuple[str, Any] | None, base: str) -> dict[str, UserFuncti
                 if not isinstance(param_name, str) or not param_name or kind is None:
                     raise TemplateError(
                         validation_failed(
-                            f"The user-defined function parameter at path '{param_path}' must have a "
-                            "'name' and a "
-                            f"'type' among '{_TYPE_LIST}'."
+                            f"The user-defined function parameter at path '{param_path}' must have a 'name' "
+                            f"and a 'type' among '{_TYPE_LIST}'."
                         ),
                         path=param_path,
                     )
@@ -433,8 +432,8 @@ def _resource(
     def invalid(reason: str, at: str = path) -> TemplateError:
         return TemplateError(
             validation_failed(
-                f"The template resource '{display}' at path '{path}' is not valid: {reason}. "
-                f"Please see {RESOURCES_HELP} for usage details."
+                f"The template resource '{display}' at path '{path}' is not valid: {reason}. Please see "
+                f"{RESOURCES_HELP} for usage details."
             ),
             path=at,
         )
@@ -590,8 +589,8 @@ def _outputs(entry: tuple[str, Any] | None, base: str) -> tuple[OutputDefinition
         if kind is None:
             raise TemplateError(
                 validation_failed(
-                    f"The template output '{name}' at path '{path}' has an invalid type '{type_text}'. "
-                    f"The supported types are '{_TYPE_LIST}'."
+                    f"The template output '{name}' at path '{path}' has an invalid type '{type_text}'. The "
+                    f"supported types are '{_TYPE_LIST}'."
                 ),
                 path=path,
             )

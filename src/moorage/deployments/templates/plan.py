@@ -48,6 +48,7 @@ from moorage.deployments.templates.evaluator import (
     Scope,
     Shared,
     check_type,
+    evaluate_expression,
     evaluate_loop_count,
     evaluate_node,
     wrap_error,
@@ -55,7 +56,7 @@ from moorage.deployments.templates.evaluator import (
 from moorage.deployments.templates.expressions import Call, Expression, Index, Member, StringLiteral
 from moorage.deployments.templates.functions.resources import is_runtime_function, list_call, reference_call
 from moorage.deployments.templates.model import OutputDefinition, ParameterType, ResourceDefinition, Template
-from moorage.deployments.templates.nodes import Node, expressions_in
+from moorage.deployments.templates.nodes import ArrayNode, Expr, Node, ObjectNode, expressions_in
 from moorage.deployments.templates.parameters import BoundParameters
 from moorage.deployments.templates.resource_ids import (
     ResourceIdError,
@@ -139,12 +140,52 @@ class LazyValue:
             path=self.path,
         )
 
+    def preview(self) -> Json:
+        """The value as far as it is known before deployment: every expression that needs a
+        runtime value is left as its expression text (``"[reference('id').principalId]"``), as
+        Azure's what-if shows it. Raises :class:`TemplateError` like :meth:`evaluate`."""
+        if self._known is not None:
+            return copy.deepcopy(self._known[0])
+        scope = replace(self._scope, resolver=None)
+        try:
+            if len(self._nodes) == 1:
+                return _preview(self._nodes[0], scope)
+            return self._compute(scope)
+        except MissingRuntimeValue:
+            return None
+        except ExpressionError as exc:
+            raise wrap_error(exc, self._describe, self.path, scope.shared.secrets) from exc
+
     def runtime_calls(self) -> tuple[RuntimeCall, ...]:
         """The ``reference()``/``list*()`` calls in this value whose arguments can be evaluated
         without runtime values (in order, without duplicates)."""
         if self._known is not None:
             return ()
         return tuple(discover_runtime_calls(self._nodes, self._scope))
+
+
+def _preview(node: Node, scope: Scope) -> Json:
+    if isinstance(node, Expr):
+        try:
+            return evaluate_expression(node.parsed.root, scope, node.parsed.source)
+        except MissingRuntimeValue:
+            return node.parsed.source
+    if isinstance(node, ArrayNode):
+        return [_preview(item, scope) for item in node.items]
+    if isinstance(node, ObjectNode):
+        result: dict[str, Json] = {}
+        for key, value in node.entries:
+            name = key if isinstance(key, str) else _preview(key, scope)
+            result[name if isinstance(name, str) else str(key)] = _preview(value, scope)
+        for loop in node.loops:
+            try:
+                count = evaluate_loop_count(loop.count, scope, f"property copy loop '{loop.name}'")
+            except MissingRuntimeValue:
+                result[loop.name] = loop.count.parsed.source if isinstance(loop.count, Expr) else []
+                continue
+            result[loop.name] = [_preview(loop.input, scope.with_loop(loop.name, i)) for i in range(count)]
+        return result
+    return copy.deepcopy(node.value)
 
 
 def discover_runtime_calls(nodes: tuple[Node, ...], scope: Scope) -> Iterator[RuntimeCall]:
@@ -325,8 +366,7 @@ def _raise_output_failures(failures: list[tuple[str, TemplateError]]) -> None:
     names = ",".join(name for name, _ in failures)
     raise OutputEvaluationError(
         f"Unable to evaluate template outputs: '{names}'. Please see error details and deployment "
-        "operations. "
-        "Please see https://aka.ms/arm-common-errors for usage details.",
+        "operations. Please see https://aka.ms/arm-common-errors for usage details.",
         details=[
             ErrorDetail("DeploymentOutputEvaluationFailed", exc.message, name) for name, exc in failures
         ],
@@ -358,11 +398,8 @@ class _Targets:
     def __init__(self, instances: list[_Instance]) -> None:
         self.instances = [i for i in instances if i.id]
 
-    def find(self, text: str) -> ResourceTarget | None:
-        matches = self.match(text)
-        if len(matches) == 1:
-            return ResourceTarget(matches[0].id, matches[0].api_version)
-        return None
+    def find(self, text: str) -> list[ResourceTarget]:
+        return [ResourceTarget(i.id, i.api_version) for i in self.match(text)]
 
     def match(self, text: str) -> list[_Instance]:
         folded = text.casefold().rstrip("/")
@@ -400,7 +437,7 @@ def expand(template: Template, parameters: BoundParameters, context: DeploymentC
     by_id = {i.id.casefold(): i for i in included if i.id}
     for instance in included:
         _explicit_dependencies(instance, targets, shared.secrets)
-        _implicit_dependencies(instance, targets, by_id)
+        _implicit_dependencies(instance, by_id)
     _serial_batches(included)
     ordered = _topological(included, shared.secrets)
     planned = tuple(_plan_resource(i, shared.secrets) for i in ordered)
@@ -416,8 +453,7 @@ def _resource_error(
         redact(
             validation_failed(
                 f"The template resource '{definition.display_name}' at path '{definition.path}' is not "
-                "valid: "
-                f"{reason}. Please see {FUNCTIONS_HELP} for usage details."
+                f"valid: {reason}. Please see {FUNCTIONS_HELP} for usage details."
             ),
             secrets,
         ),
@@ -428,8 +464,7 @@ def _resource_error(
 def _describe_static(definition: ResourceDefinition) -> Callable[[str], str]:
     return lambda inner: validation_failed(
         f"The template resource '{definition.display_name}' at path '{definition.path}' is not valid: "
-        f"{inner}. "
-        f"Please see {FUNCTIONS_HELP} for usage details."
+        f"{inner}. Please see {FUNCTIONS_HELP} for usage details."
     )
 
 
@@ -530,12 +565,10 @@ def _name_and_id(instance: _Instance, context: DeploymentContext) -> None:
             redact(
                 validation_failed(
                     f"The template resource '{name}' for type '{definition.type}' at path "
-                    f"'{definition.path}' has "
-                    "incorrect segment lengths. A nested resource type must have identical number of "
-                    "segments as "
-                    "its resource name. A root resource type must have segment length one greater than its "
-                    "resource "
-                    f"name. Please see {RESOURCES_HELP} for usage details."
+                    f"'{definition.path}' has incorrect segment lengths. A nested resource type must have "
+                    "identical number of segments as its resource name. A root resource type must have "
+                    f"segment length one greater than its resource name. Please see {RESOURCES_HELP} for "
+                    "usage details."
                 ),
                 secrets,
             ),
@@ -625,9 +658,8 @@ def _explicit_dependencies(instance: _Instance, targets: _Targets, secrets: froz
             raise TemplateError(
                 redact(
                     validation_failed(
-                        f"The resource '{text}' is not defined in the template. Please see "
-                        f"{RESOURCES_HELP} for "
-                        "usage details."
+                        f"The resource '{text}' is not defined in the template. Please see {RESOURCES_HELP} "
+                        "for usage details."
                     ),
                     secrets,
                 ),
@@ -639,7 +671,7 @@ def _explicit_dependencies(instance: _Instance, targets: _Targets, secrets: froz
                 _add(instance.explicit, match.id)
 
 
-def _implicit_dependencies(instance: _Instance, targets: _Targets, by_id: Mapping[str, _Instance]) -> None:
+def _implicit_dependencies(instance: _Instance, by_id: Mapping[str, _Instance]) -> None:
     if instance.parent is not None and instance.parent.included and instance.parent.id:
         _add(instance.implicit, instance.parent.id)
     if instance.extension_scope and instance.extension_scope.casefold() in by_id:
@@ -695,8 +727,7 @@ def _topological(instances: list[_Instance], secrets: frozenset[str]) -> list[_I
                     validation_failed(
                         f"Circular dependency detected on resource: '{names[0]}'. The dependency cycle is: "
                         f"{' -> '.join(repr(n) for n in [*names, names[0]])}. Please see {RESOURCES_HELP} "
-                        "for "
-                        "usage details."
+                        "for usage details."
                     ),
                     secrets,
                 ),

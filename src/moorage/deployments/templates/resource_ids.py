@@ -22,8 +22,8 @@ def split_type(resource_type: str) -> tuple[str, list[str]]:
     segments = resource_type.strip("/").split("/")
     if len(segments) < 2 or not all(segments):
         raise ResourceIdError(
-            f"the type '{resource_type}' is not a valid resource type: it must be 'Namespace/type' "
-            "with an optional list of child types"
+            f"the type '{resource_type}' is not a valid resource type: it must be 'Namespace/type' with an "
+            "optional list of child types"
         )
     return segments[0], segments[1:]
 

@@ -19,8 +19,8 @@ def _parameters(inv: Invocation, args: list[Json]) -> Json:
         key = name.casefold()
         if key not in arguments:
             raise inv.error(
-                f"The user-defined function parameter '{name}' is not found. "
-                f"Please see {FUNCTIONS_HELP}#parameters for usage details."
+                f"The user-defined function parameter '{name}' is not found. Please see "
+                f"{FUNCTIONS_HELP}#parameters for usage details."
             )
         return copy.deepcopy(arguments[key])
     found, value = inv.scope.shared.parameters.value(name)

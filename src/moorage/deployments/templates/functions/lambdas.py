@@ -28,8 +28,8 @@ class _Lambda:
         names = node.args[:-1]
         if len(node.args) < 2 or len(names) != arity or not all(isinstance(n, StringLiteral) for n in names):
             raise inv.error(
-                f"The lambda function given to '{inv.name}' must declare {arity} variable name(s) as string "
-                "literals, followed by its expression.",
+                f"The lambda function given to '{inv.name}' must declare {arity} variable name(s) as "
+                "string literals, followed by its expression.",
                 at=node.pos,
             )
         self.inv = inv

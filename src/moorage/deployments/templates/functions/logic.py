@@ -35,8 +35,8 @@ def _ordered(inv: Invocation, args: list[Json]) -> tuple[int | float | str, int 
     if isinstance(left, str) and isinstance(right, str):
         return left, right
     raise inv.fail(
-        "the parameters must both be integers or both be strings; they are of type "
-        f"'{type_name(left)}' and '{type_name(right)}'"
+        f"the parameters must both be integers or both be strings; they are of type '{type_name(left)}' and "
+        f"'{type_name(right)}'"
     )
 
 

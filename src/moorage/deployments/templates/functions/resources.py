@@ -93,11 +93,16 @@ def _extension_resource_id(inv: Invocation, args: list[Json]) -> Json:
 def _target(inv: Invocation, text: str) -> tuple[str, str | None]:
     """(resource id, declared api-version) for the first argument of reference()/list*()."""
     lookup = inv.scope.shared.targets
-    found = lookup.find(text) if lookup is not None else None
-    if found is not None:
-        return found.resource_id, found.api_version
+    found = lookup.find(text) if lookup is not None else []
+    if len(found) == 1:
+        return found[0].resource_id, found[0].api_version
     if text.startswith("/"):
         return text, None
+    if found:
+        raise inv.error(
+            f"The resource name '{text}' designates {len(found)} resources of the template. Use "
+            "resourceId() to name one of them."
+        )
     raise inv.error(
         f"The resource '{text}' is not defined in the template. Please see "
         "https://aka.ms/arm-syntax-resources for usage details."

@@ -185,8 +185,8 @@ def _substring(inv: Invocation, args: list[Json]) -> Json:
     if start < 0 or length < 0 or start + length > len(text):
         raise inv.fail(
             "The index and length parameters must refer to a location within the string. The index "
-            "parameter: "
-            f"'{start}', the length parameter: '{length}', the length of the string parameter: '{len(text)}'"
+            f"parameter: '{start}', the length parameter: '{length}', the length of the string parameter: "
+            f"'{len(text)}'"
         )
     return text[start : start + length]
 

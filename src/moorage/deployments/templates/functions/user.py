@@ -60,8 +60,7 @@ def call_user_function(inv: Invocation) -> Json:
     if not check_type(result, definition.output_type.value):
         raise inv.error(
             f"The user-defined function '{inv.name}' returned a value of type '{type_name(result)}'; its "
-            "output "
-            f"is declared as '{definition.output_type.json_type}'."
+            f"output is declared as '{definition.output_type.json_type}'."
         )
     return result
 
