@@ -673,3 +673,14 @@ def test_reference_by_an_ambiguous_name_is_refused() -> None:
     )
     error = expand_error(doc)
     assert "The resource name 'loop' designates 2 resources of the template." in error.message
+
+
+def test_resource_count_limit_counts_copy_instances() -> None:
+    doc = template(
+        [
+            sa("[concat('a', copyIndex())]", copy={"name": "a", "count": 500}),
+            uami("[concat('b', copyIndex())]", copy={"name": "b", "count": 301}),
+        ]
+    )
+    error = expand_error(doc)
+    assert "The number of template resources limit exceeded. Limit: '800' and actual: '801'." in error.message

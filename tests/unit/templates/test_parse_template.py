@@ -318,3 +318,15 @@ def test_user_defined_functions_are_parsed() -> None:
 def test_user_defined_function_without_output() -> None:
     error = parse_error(template(functions=[{"namespace": "ns", "members": {"f": {"parameters": []}}}]))
     assert "must have an output" in error.message
+
+
+def test_parameter_count_limit() -> None:
+    error = parse_error(template(parameters={f"p{i}": {"type": "string"} for i in range(257)}))
+    assert (
+        "The number of template parameters limit exceeded. Limit: '256' and actual: '257'." in error.message
+    )
+
+
+def test_output_count_limit() -> None:
+    error = parse_error(template(outputs={f"o{i}": {"type": "int", "value": i} for i in range(65)}))
+    assert "Limit: '64' and actual: '65'" in error.message

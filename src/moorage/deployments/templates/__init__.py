@@ -5,8 +5,8 @@ Pure Python, no I/O. The deployment engine drives it in four steps::
     template = parse_template(doc)                          # InvalidTemplate on bad documents
     params = bind_parameters(template, body_params, ctx)    # {"name": {"value": v}}
     plan = expand(template, params, ctx)                    # resources in dependency order
-    for wave in plan.waves():                               # each wave can deploy in parallel
-        for resource in wave:
+    for wave in plan.waves():                               # (or start each resource as soon
+        for resource in wave:                               #  as its depends_on are deployed)
             body = await resource.body.resolve(resolver)    # reference()/list*() answered here
             ...PUT resource.id?api-version=resource.api_version with body...
     outputs = await plan.resolve_outputs(resolver)          # {"name": {"type", "value"}}
@@ -25,7 +25,10 @@ Pure Python, no I/O. The deployment engine drives it in four steps::
   engine asks, with a resolver.
 * Runtime values come from a :class:`Resolver` (sync) or an :class:`AsyncResolver` (the engine's;
   :meth:`LazyValue.resolve` fetches what the evaluation needs, awaiting each
-  :class:`RuntimeCall`). :meth:`LazyValue.runtime_calls` lists the calls a value is known to need.
+  :class:`RuntimeCall`). :meth:`LazyValue.runtime_calls` lists the calls a value is known to need;
+  :meth:`LazyValue.preview` gives the value with unresolved expressions left as text (what-if).
+  :meth:`DeploymentPlan.waves` groups resources that can deploy in parallel;
+  :meth:`DeploymentPlan.evaluate_outputs`/``resolve_outputs`` evaluate the outputs afterwards.
 * :func:`evaluate` evaluates one JSON value standalone (tests, what-if tooling).
 
 Errors: :class:`TemplateError` (``InvalidTemplate``; :class:`ParameterError` for parameter values;

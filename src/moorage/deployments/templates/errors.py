@@ -98,7 +98,7 @@ class TemplateFeatureNotSupported(NotSupported):
     """Valid ARM, but not something this host implements (Key Vault parameter references,
     management-group scope, ...). The message names the feature."""
 
-    default_code = "UnsupportedTemplateFeature"
+    default_code = "UnsupportedFeature"
 
 
 def validation_failed(inner: str) -> str:

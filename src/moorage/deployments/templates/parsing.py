@@ -79,6 +79,10 @@ _RESOURCE_TEMPLATE_MEMBERS = {
     "metadata",
     "existing",
 }
+#: ARM's template limits (learn.microsoft.com .../templates/best-practices#template-limits).
+MAX_PARAMETERS = 256
+MAX_VARIABLES = 256
+MAX_OUTPUTS = 64
 _CONTENT_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$")
 _TYPE_LIST = "string, securestring, int, bool, object, secureObject, array"
 
@@ -117,6 +121,18 @@ def parse_template(doc: Mapping[str, Any], *, base_path: str = "properties.templ
     functions = _functions(members.get("functions"), base_path)
     resources = _resources(members["resources"], base_path)
     outputs = _outputs(members.get("outputs"), base_path)
+    for what, count, limit in (
+        ("parameters", len(parameters), MAX_PARAMETERS),
+        ("variables", len(variables), MAX_VARIABLES),
+        ("outputs", len(outputs), MAX_OUTPUTS),
+    ):
+        if count > limit:
+            raise TemplateError(
+                validation_failed(
+                    f"The number of template {what} limit exceeded. Limit: '{limit}' and actual: '{count}'."
+                ),
+                path=child_path(base_path, what),
+            )
     return Template(
         schema=schema,
         content_version=content_version,

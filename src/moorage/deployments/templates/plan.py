@@ -56,7 +56,7 @@ from moorage.deployments.templates.evaluator import (
 from moorage.deployments.templates.expressions import Call, Expression, Index, Member, StringLiteral
 from moorage.deployments.templates.functions.resources import is_runtime_function, list_call, reference_call
 from moorage.deployments.templates.model import OutputDefinition, ParameterType, ResourceDefinition, Template
-from moorage.deployments.templates.nodes import ArrayNode, Expr, Node, ObjectNode, expressions_in
+from moorage.deployments.templates.nodes import ArrayNode, Expr, Node, ObjectNode, child_path, expressions_in
 from moorage.deployments.templates.parameters import BoundParameters
 from moorage.deployments.templates.resource_ids import (
     ResourceIdError,
@@ -75,6 +75,8 @@ from moorage.deployments.templates.runtime import (
 )
 from moorage.deployments.templates.values import Json, type_name
 
+#: ARM's limit on the resources of one deployment (copy loops expanded).
+MAX_RESOURCES = 800
 #: How many runtime values one lazy evaluation may fetch before giving up (a guard, not a limit
 #: real templates reach).
 MAX_RUNTIME_FETCHES = 1000
@@ -433,6 +435,14 @@ def expand(template: Template, parameters: BoundParameters, context: DeploymentC
     targets = _Targets(instances)
     shared.targets = targets
     included = [i for i in instances if i.included and not i.definition.existing]
+    if len(included) > MAX_RESOURCES:
+        raise TemplateError(
+            validation_failed(
+                f"The number of template resources limit exceeded. Limit: '{MAX_RESOURCES}' and actual: "
+                f"'{len(included)}'. Please see {RESOURCES_HELP} for usage details."
+            ),
+            path=child_path(template.base_path, "resources"),
+        )
     _check_duplicates(included, shared.secrets)
     by_id = {i.id.casefold(): i for i in included if i.id}
     for instance in included:
