@@ -34,7 +34,7 @@ class RuntimeCall:
 
     function: str  # "reference", or the list function as written ("listKeys")
     resource_id: str
-    api_version: str | None
+    api_version: str | None  # None: not given and not a resource of the template; resolver's choice
     full: bool = False
     body: Json = None
 
