@@ -24,9 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from moorage import __version__
 from moorage.arm import schema as arm_schema
 from moorage.arm.app import ArmEdge
+from moorage.arm.dispatch import ProviderGateway
 from moorage.arm.lro import Operations
 from moorage.arm.resources.base import ProviderRegistry
 from moorage.arm.resources.container_groups import container_instance_providers
+from moorage.arm.resources.deployments import deployment_providers
 from moorage.arm.resources.managed_identities import UserAssignedIdentities
 from moorage.arm.resources.registries import registry_providers
 from moorage.arm.resources.resource_groups import ResourceGroups
@@ -37,6 +39,8 @@ from moorage.core.clock import Clock, SystemClock
 from moorage.core.errors import MoorageError
 from moorage.core.log import get_logger
 from moorage.core.sealing import Sealer
+from moorage.deployments import schema as deployments_schema
+from moorage.deployments.service import Deployments
 from moorage.identity import roles
 from moorage.identity import schema as identity_schema
 from moorage.identity.http import IdentityEdge
@@ -173,6 +177,7 @@ class Moorage:
                 *arm_schema.MIGRATIONS,
                 *registry_schema.MIGRATIONS,
                 *instances_schema.MIGRATIONS,
+                *deployments_schema.MIGRATIONS,
             ]
         )
         keys = KeyRing.load(settings.keys_dir)
@@ -209,6 +214,7 @@ class Moorage:
         self.registry_gc.start()
         self._compose_images()
         await self._compose_groups()
+        self._compose_deployments()
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -334,6 +340,16 @@ class Moorage:
             return IdentitySecrets(key, f"http://{host}:{port}/msi/token", unavailable=reason)
         self.identity_listener = listener
         return IdentitySecrets(key, f"http://{host}:{bound}/msi/token")
+
+    def _compose_deployments(self) -> None:
+        """Template deployments, deploying through the same providers as the ARM edge."""
+        assert self.meta is not None  # noqa: S101 - opened by start()
+        gateway = ProviderGateway(self.arm_store, self.identity, self.operations, self.providers)
+        self.deployments = Deployments(
+            self.meta, Sealer.load(self.settings.keys_dir / "sealing.key"), self.clock, gateway
+        )
+        for provider in deployment_providers(self.arm_store, self.operations, self.deployments):
+            self.providers.add(provider)
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
