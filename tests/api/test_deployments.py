@@ -468,3 +468,49 @@ def test_what_if_predicts_create_modify_no_change_and_delete(
             dc.deployments.get(group, "preview")
     finally:
         raw.request("DELETE", rg_path)
+
+
+def test_preflight_refuses_an_invalid_container_group_before_anything_deploys(
+    dc: DeploymentsMgmtClient, raw: RawArm, setup: Setup
+) -> None:
+    """A resource the provider would refuse fails the whole deployment up front:
+    ``InvalidTemplateDeployment`` with the provider's error inside, nothing recorded or created."""
+    bad = container_group("cg-bad", setup.image, sp_credential(setup))
+    bad["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"] = -1
+    identity = {
+        "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "apiVersion": "2023-01-31",
+        "name": "never-made",
+        "location": "westus",
+    }
+    doc = template(
+        [identity, bad], parameters={"appId": {"type": "string"}, "secret": {"type": "securestring"}}
+    )
+    calls = (dc.deployments.begin_validate, dc.deployments.begin_create_or_update)
+    for begin in calls:
+        body = {
+            "properties": {
+                "mode": "Incremental",
+                "template": doc,
+                "parameters": {"appId": {"value": setup.puller.app_id}, "secret": {"value": "x-secret-x"}},
+            }
+        }
+        with pytest.raises(HttpResponseError) as info:
+            begin(setup.group, "dep-preflight", body).result()
+        assert info.value.status_code == 400
+        error = info.value.response.json()["error"]
+        assert error["code"] == "InvalidTemplateDeployment"
+        assert error["message"].startswith(
+            "The template deployment 'dep-preflight' is not valid according to the validation procedure."
+        )
+        [detail] = error["details"]
+        assert detail["code"] == "InvalidResourceRequirements"
+        assert detail["target"] == "properties.containers[0].properties.resources.requests.cpu"
+        assert "x-secret-x" not in info.value.response.text()
+    with pytest.raises(ResourceNotFoundError):
+        dc.deployments.get(setup.group, "dep-preflight")
+    path = (
+        f"/subscriptions/{raw.server.subscription_id}/resourceGroups/{setup.group}/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/never-made"
+    )
+    assert raw.request("GET", path, api_version="2023-01-31").status_code == 404

@@ -157,3 +157,53 @@ def test_failed_deployment_prints_the_error_and_operations_name_the_cause(
     shown = az.json("deployment", "group", "show", "--resource-group", group, "--name", "cli-failing")
     assert shown["properties"]["error"]["code"] == "DeploymentFailed"
     assert json.dumps(shown).count("wrong") == 0  # the literal password is not echoed
+
+
+def test_validate_and_what_if(az: AzCli, group: str, tmp_path: Path) -> None:
+    path = tmp_path / "identity.jsonc"
+    path.write_text(TEMPLATE)
+    common = (
+        "--resource-group",
+        group,
+        "--template-file",
+        str(path),
+        "--parameters",
+        "identityName=cli-preview",
+    )
+    validated = az.json("deployment", "group", "validate", *common)
+    assert validated["properties"]["provisioningState"] == "Succeeded"
+    assert [r["id"].rsplit("/", 1)[-1] for r in validated["properties"]["validatedResources"]] == [
+        "cli-preview"
+    ]
+    preview = az.json("deployment", "group", "what-if", *common, "--no-pretty-print")
+    changes = {c["resourceId"].rsplit("/", 1)[-1]: c["changeType"] for c in preview["changes"]}
+    assert changes["cli-preview"] == "Create"
+    # Nothing was created.
+    missing = az.run(
+        "identity", "show", "--resource-group", group, "--name", "cli-preview", expect_success=False
+    )
+    assert "ResourceNotFound" in missing.output
+
+
+def test_invalid_template_is_refused_before_anything_runs(az: AzCli, group: str, tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(
+        TEMPLATE.replace(
+            'parameters(\'identityName\')]",\n      "location"', 'parameters(\'nope\')]",\n      "location"'
+        )
+    )
+    failed = az.run(
+        "deployment",
+        "group",
+        "create",
+        "--resource-group",
+        group,
+        "--name",
+        "cli-broken",
+        "--template-file",
+        str(path),
+        "--parameters",
+        "identityName=x",
+        expect_success=False,
+    )
+    assert "InvalidTemplate" in failed.output

@@ -166,6 +166,13 @@ class ProviderGateway:
             return Outcome(STATUS_NAMES.get(status_for(refusal), "BadRequest"), error=error_body(refusal))
         return Outcome("Created" if result.created else "OK", body=current)
 
+    async def preflight(
+        self, caller: Caller, base_url: str, resource_id: str, api_version: str, body: dict[str, Any]
+    ) -> None:
+        provider, ref = self._resolve(resource_id)
+        ctx = await self._context(caller, base_url, ref, api_version)
+        await provider.preflight(ctx, ref, body)
+
     async def get(self, caller: Caller, base_url: str, resource_id: str, api_version: str) -> dict[str, Any]:
         provider, ref, ctx = await self._prepare(caller, base_url, resource_id, api_version, method="GET")
         return await provider.get(ctx, ref)

@@ -43,6 +43,8 @@ class PlannedResource:
     render: Render
     depends_on: frozenset[str] = frozenset()
     symbolic_name: str | None = None
+    # The body when it needs no runtime value (known before anything is deployed), for preflight.
+    static_body: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:

@@ -19,6 +19,7 @@ from moorage.deployments import plan as engine_plan
 from moorage.deployments.plan import DeploymentScope, Resolver
 from moorage.deployments.templates import (
     DeploymentContext,
+    MissingRuntimeValue,
     ResourceGroupInfo,
     RuntimeCall,
     azure_cloud_environment,
@@ -103,6 +104,14 @@ def _render(resource: TemplateResource) -> engine_plan.Render:
     return render
 
 
+def _static(resource: TemplateResource) -> dict[str, Any] | None:
+    try:
+        body = resource.body.evaluate()
+    except MissingRuntimeValue:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _outputs(plan: TemplatePlan) -> engine_plan.Render:
     async def outputs(resolver: Resolver) -> dict[str, Any]:
         return dict(await plan.resolve_outputs(_AsyncResolver(resolver)))
@@ -133,6 +142,7 @@ def plan(
             render=_render(r),
             depends_on=frozenset(d.lower() for d in r.depends_on),
             symbolic_name=r.symbolic_name,
+            static_body=_static(r),
         )
         for r in expanded.resources
     )

@@ -70,6 +70,12 @@ class ResourceGateway(Protocol):
         provider's refusal: that is an :class:`Outcome` with ``error``."""
         ...
 
+    async def preflight(
+        self, caller: Caller, base_url: str, resource_id: str, api_version: str, body: dict[str, Any]
+    ) -> None:
+        """Check a PUT body as the provider would, changing nothing; raise the provider's error."""
+        ...
+
     async def get(self, caller: Caller, base_url: str, resource_id: str, api_version: str) -> dict[str, Any]:
         """The resource as GET shows it; raises the provider's MoorageError (e.g. NotFound)."""
         ...

@@ -217,6 +217,7 @@ class Deployments:
         request = parse_request(body, needs_location=scope.resource_group is None)
         bound = planning.bind(request.template, request.parameters, scope)
         plan = planning.plan(request.template, bound, scope)
+        await self._preflight(plan, scope, caller, base_url)
         key = scope.deployment_id.lower()
         existing = await self._load(key)
         if existing is not None and existing.provisioning_state in ACTIVE:
@@ -528,12 +529,15 @@ class Deployments:
 
     # -- validate -----------------------------------------------------------------------------
 
-    def validate(self, scope: DeploymentScope, body: Any) -> dict[str, Any]:
+    async def validate(
+        self, scope: DeploymentScope, body: Any, caller: Caller, base_url: str
+    ) -> dict[str, Any]:
         """``POST .../validate``: the checks a PUT makes, nothing written; the would-be body."""
         check_name(scope.deployment_name)
         request = parse_request(body, needs_location=scope.resource_group is None)
         bound = planning.bind(request.template, request.parameters, scope)
         plan = planning.plan(request.template, bound, scope)
+        await self._preflight(plan, scope, caller, base_url)
         properties = {
             "templateHash": plan.template_hash,
             "parameters": plan.parameters,
@@ -555,6 +559,30 @@ class Deployments:
             out["location"] = request.location
         out["properties"] = properties
         return out
+
+    async def _preflight(
+        self, plan: DeploymentPlan, scope: DeploymentScope, caller: Caller, base_url: str
+    ) -> None:
+        """Azure's preflight: each resource whose body is known up front is checked by its
+        provider; refusals come back together as ``InvalidTemplateDeployment`` (400), before
+        anything is recorded or deployed."""
+        refusals: list[MoorageError] = []
+        for res in plan.resources:
+            if res.static_body is None:
+                continue
+            try:
+                await self._gateway.preflight(
+                    caller, base_url, res.resource_id, res.api_version, res.static_body
+                )
+            except MoorageError as error:
+                refusals.append(error)
+        if refusals:
+            raise InvalidArgument(
+                f"The template deployment '{scope.deployment_name}' is not valid according to the "
+                f"validation procedure. The tracking id is '{uuid.uuid4()}'. See inner errors for details.",
+                code="InvalidTemplateDeployment",
+                details=[e.as_detail() for e in refusals],
+            )
 
     async def what_if(
         self, scope: DeploymentScope, body: Any, caller: Caller, base_url: str

@@ -89,6 +89,10 @@ class ResourceProvider:
     async def get(self, ctx: CallContext, ref: ResourceRef) -> dict[str, Any]:
         raise self._unsupported("GET", ctx)
 
+    async def preflight(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> None:
+        """Check a PUT body without acting on it (template deployment preflight); raise what
+        :meth:`put` would raise for a malformed body. Default: nothing to check up front."""
+
     async def patch(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> dict[str, Any]:
         raise self._unsupported("PATCH", ctx)
 

@@ -291,6 +291,19 @@ class ContainerGroupsProvider(ResourceProvider):
         out["properties"] = render_properties(group, instance_view=instance_view)
         return mask_secrets(out)
 
+    async def preflight(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> None:
+        """The schema and limit checks of a PUT (not the image access check: that needs the
+        registries and identities the deployment may still be creating)."""
+        resource_group = await self._store.resource_group(ctx.subscription.id, ref.resource_group or "")
+        parse_group(
+            body,
+            name=ref.name,
+            api_version=ctx.api_version,
+            location_default=resource_group.location if resource_group else None,
+            max_cpu=MAX_GROUP_CPU,
+            max_memory_gb=MAX_GROUP_MEMORY_GB,
+        )
+
     async def put(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> PutResult:
         resource_group = await self._store.resource_group(ctx.subscription.id, ref.resource_group or "")
         definition = parse_group(

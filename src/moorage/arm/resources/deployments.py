@@ -136,7 +136,9 @@ class DeploymentsProvider(ResourceProvider):
     async def action(self, ctx: CallContext, ref: ResourceRef, name: str, body: Any) -> ActionResult:
         if name == "validate":
             scope = await self._scope(ctx, ref)
-            return ActionResult(self._service.validate(scope, body))
+            return ActionResult(
+                await self._service.validate(scope, body, caller_of(ctx.caller), ctx.base_url)
+            )
         if name == "whatIf":
             scope = await self._scope(ctx, ref)
             return ActionResult(await self._service.what_if(scope, body, caller_of(ctx.caller), ctx.base_url))
