@@ -393,7 +393,13 @@ def test_cli_body_with_an_unquoted_template_key_and_comments(raw: RawArm, setup:
     assert validate.json()["properties"]["provisioningState"] == "Succeeded"
     put = raw.request("PUT", path, api_version="2025-04-01", content=body.encode())
     assert put.status_code == 201, put.text
-    assert "Azure-AsyncOperation" in put.headers
+    op_id = put.headers["Azure-AsyncOperation"].split("?")[0].rsplit("/", 1)[-1]
+    # The operation's status also at Azure's deployment-scoped path.
+    status = raw.request("GET", f"{path}/operationStatuses/{op_id}", api_version="2025-04-01")
+    assert status.status_code == 200, status.text
+    assert status.json()["status"] in ("InProgress", "Succeeded")
+    other = raw.request("GET", f"{path}-other/operationStatuses/{op_id}", api_version="2025-04-01")
+    assert other.status_code == 404
 
 
 def test_malformed_body_is_invalid_request_content(raw: RawArm, setup: Setup) -> None:
@@ -514,3 +520,84 @@ def test_preflight_refuses_an_invalid_container_group_before_anything_deploys(
         "Microsoft.ManagedIdentity/userAssignedIdentities/never-made"
     )
     assert raw.request("GET", path, api_version="2023-01-31").status_code == 404
+
+
+def test_subscription_scope_deployment_creates_a_group_and_a_role_assignment(
+    dc: DeploymentsMgmtClient, raw: RawArm, server: RunningServer
+) -> None:
+    group = f"rg-subdep-{uuid.uuid4().hex[:6]}"
+    sp = create_principal(raw, "subdep-reader")
+    reader = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    doc = {
+        "$schema": "https://schema.management.azure.com/schemas/2018-05-01/subscriptionDeploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"groupName": {"type": "string"}, "principalId": {"type": "string"}},
+        "resources": [
+            {
+                "type": "Microsoft.Resources/resourceGroups",
+                "apiVersion": "2022-09-01",
+                "name": "[parameters('groupName')]",
+                "location": "[deployment().location]",
+                "tags": {"made-by": "[deployment().name]"},
+            },
+            {
+                "type": "Microsoft.Authorization/roleAssignments",
+                "apiVersion": "2022-04-01",
+                "name": "[guid(subscription().id, parameters('principalId'), 'reader')]",
+                "properties": {
+                    "roleDefinitionId": f"[subscriptionResourceId({ROLE_DEFINITIONS}, '{reader}')]",
+                    "principalId": "[parameters('principalId')]",
+                    "principalType": "ServicePrincipal",
+                },
+            },
+        ],
+        "outputs": {
+            "groupId": {
+                "type": "string",
+                "value": "[subscriptionResourceId('Microsoft.Resources/resourceGroups', "
+                "parameters('groupName'))]",
+            }
+        },
+    }
+    body = {
+        "location": "westus",
+        "properties": {
+            "mode": "Incremental",
+            "template": doc,
+            "parameters": {"groupName": {"value": group}, "principalId": {"value": sp.object_id}},
+        },
+    }
+    try:
+        result = dc.deployments.begin_create_or_update_at_subscription_scope("sub-dep", body).result()
+        assert result.properties.provisioning_state == "Succeeded"
+        assert (
+            result.properties.outputs["groupId"]["value"]
+            == f"/subscriptions/{server.subscription_id}/resourceGroups/{group}"
+        )
+        shown = raw.request("GET", f"/subscriptions/{server.subscription_id}/resourcegroups/{group}")
+        assert shown.status_code == 200
+        assert shown.json()["tags"] == {"made-by": "sub-dep"}
+        assignments = raw.request(
+            "GET",
+            f"/subscriptions/{server.subscription_id}/providers/Microsoft.Authorization/roleAssignments",
+            api_version="2022-04-01",
+            params={"$filter": f"principalId eq '{sp.object_id}'"},
+        ).json()["value"]
+        assert [a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments] == [reader]
+        listed = [d.name for d in dc.deployments.list_at_subscription_scope()]
+        assert "sub-dep" in listed
+        ops = list(dc.deployment_operations.list_at_subscription_scope("sub-dep"))
+        assert {o.properties.target_resource.resource_type for o in ops} == {
+            "Microsoft.Resources/resourceGroups",
+            "Microsoft.Authorization/roleAssignments",
+        }
+    finally:
+        raw.request("DELETE", f"/subscriptions/{server.subscription_id}/resourcegroups/{group}")
+        for a in raw.request(
+            "GET",
+            f"/subscriptions/{server.subscription_id}/providers/Microsoft.Authorization/roleAssignments",
+            api_version="2022-04-01",
+            params={"$filter": f"principalId eq '{sp.object_id}'"},
+        ).json()["value"]:
+            raw.request("DELETE", a["id"], api_version="2022-04-01")
+        delete_principal(raw, sp)

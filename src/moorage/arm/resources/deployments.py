@@ -63,7 +63,7 @@ class DeploymentsProvider(ResourceProvider):
     async def _run_delete(self, op: Operation) -> None:
         await self._service.delete(op.resource_id)
 
-    async def _scope(self, ctx: CallContext, ref: ResourceRef) -> DeploymentScope:
+    async def _scope(self, ctx: CallContext, ref: ResourceRef, body: Any = None) -> DeploymentScope:
         sub = ctx.subscription
         group_location: str | None = None
         group_tags: dict[str, str] = {}
@@ -73,6 +73,9 @@ class DeploymentsProvider(ResourceProvider):
             if group is None:
                 raise rg_not_found(group_name)
             group_name, group_location, group_tags = group.name, group.location, dict(group.tags or {})
+        location = body.get("location") if isinstance(body, dict) else None
+        if not isinstance(location, str) or not location:
+            location = None
         return DeploymentScope(
             subscription_id=sub.id,
             subscription_name=sub.display_name,
@@ -81,14 +84,14 @@ class DeploymentsProvider(ResourceProvider):
             resource_group=group_name,
             resource_group_location=group_location,
             resource_group_tags=group_tags,
+            # A subscription-scope deployment has a location of its own (deployment().location).
+            location=location,
             environment=cloud_metadata(ctx.base_url, sub.tenant_id),
         )
 
     async def put(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> PutResult:
-        scope = await self._scope(ctx, ref)
+        scope = await self._scope(ctx, ref, body)
         deployment, created = await self._service.accept(scope, body, caller_of(ctx.caller), ctx.base_url)
-        if scope.resource_group is None:
-            scope = dataclasses.replace(scope, location=deployment.location)
         operation = await self._operations.start(
             RUN_KIND,
             subscription_id=ctx.subscription.id,
@@ -135,12 +138,12 @@ class DeploymentsProvider(ResourceProvider):
 
     async def action(self, ctx: CallContext, ref: ResourceRef, name: str, body: Any) -> ActionResult:
         if name == "validate":
-            scope = await self._scope(ctx, ref)
+            scope = await self._scope(ctx, ref, body)
             return ActionResult(
                 await self._service.validate(scope, body, caller_of(ctx.caller), ctx.base_url)
             )
         if name == "whatIf":
-            scope = await self._scope(ctx, ref)
+            scope = await self._scope(ctx, ref, body)
             return ActionResult(await self._service.what_if(scope, body, caller_of(ctx.caller), ctx.base_url))
         if name == "cancel":
             await self._service.cancel(ref.id)
@@ -194,7 +197,30 @@ class DeploymentOperationsProvider(ResourceProvider):
         return await self._service.operations(ref.parent().id)
 
 
+class DeploymentOperationStatusesProvider(ResourceProvider):
+    """``deployments/{name}/operationStatuses/{id}``: the status of the deployment's long-running
+    operation at the path Azure uses (the generic location-scoped path serves it too)."""
+
+    resource_type = f"{RESOURCE_TYPE}/operationStatuses"
+
+    def __init__(self, operations: Operations) -> None:
+        self._operations = operations
+
+    def permission(self, method: str, action: str | None = None) -> str:
+        return f"{RESOURCE_TYPE}/read"
+
+    async def get(self, ctx: CallContext, ref: ResourceRef) -> dict[str, Any]:
+        operation = await self._operations.get(ctx.subscription.id, ref.name)
+        if operation.resource_id.lower() != ref.parent().id.lower():
+            raise NotFound(f"The operation '{ref.name}' could not be found.", code="OperationNotFound")
+        return operation.status_body()
+
+
 def deployment_providers(
     store: ArmStore, operations: Operations, service: Deployments
 ) -> list[ResourceProvider]:
-    return [DeploymentsProvider(store, operations, service), DeploymentOperationsProvider(service)]
+    return [
+        DeploymentsProvider(store, operations, service),
+        DeploymentOperationsProvider(service),
+        DeploymentOperationStatusesProvider(operations),
+    ]
