@@ -11,6 +11,7 @@ template, and the registry's trusted-services bypass — deploys and runs.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,6 +271,7 @@ def test_managed_identity_with_acr_pull_and_the_bypass_deploys(
         assert any(i.endswith("/containergroups/cg-fixed") for i in ids)
         ops = list(dc.deployment_operations.list(setup.group, "dep-fixed"))
         assert len(ops) == 3
+        assert len(list(dc.deployment_operations.list(setup.group, "dep-fixed", top=1))) == 1
         assert {o.properties.provisioning_state for o in ops} == {"Succeeded"}
     finally:
         update_registry(raw, setup.registry, networkRuleSet={"defaultAction": "Allow", "ipRules": []})
@@ -601,3 +603,56 @@ def test_subscription_scope_deployment_creates_a_group_and_a_role_assignment(
         ).json()["value"]:
             raw.request("DELETE", a["id"], api_version="2022-04-01")
         delete_principal(raw, sp)
+
+
+@runs_containers
+def test_cancel_a_running_deployment(dc: DeploymentsMgmtClient, raw: RawArm, setup: Setup) -> None:
+    """An init container that sleeps keeps the group (and so the deployment) busy; cancel stops
+    the deployment: Canceled, its operation status Canceled, the dependent resource never made."""
+    slow = container_group("cg-slow", setup.image, sp_credential(setup))
+    slow["properties"]["initContainers"] = [
+        {"name": "wait", "properties": {"image": setup.image, "command": ["sleep", "5"]}}
+    ]
+    after = {
+        "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "apiVersion": "2023-01-31",
+        "name": "after-slow",
+        "location": "westus",
+        "dependsOn": ["cg-slow"],
+    }
+    doc = template(
+        [slow, after], parameters={"appId": {"type": "string"}, "secret": {"type": "securestring"}}
+    )
+    path = (
+        f"/subscriptions/{raw.server.subscription_id}/resourcegroups/{setup.group}/providers/"
+        "Microsoft.Resources/deployments/dep-cancel"
+    )
+    body = {
+        "properties": {
+            "mode": "Incremental",
+            "template": doc,
+            "parameters": {"appId": {"value": setup.puller.app_id}, "secret": {"value": setup.puller.secret}},
+        }
+    }
+    put = raw.request("PUT", path, api_version="2025-04-01", json=body)
+    assert put.status_code == 201, put.text
+    cancel = raw.request("POST", f"{path}/cancel", api_version="2025-04-01")
+    assert cancel.status_code == 204, cancel.text
+    status_url = put.headers["Azure-AsyncOperation"]
+    deadline = time.monotonic() + 30
+    while (status := raw.http.get(status_url, headers={"Authorization": f"Bearer {raw.token}"}).json())[
+        "status"
+    ] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert status["status"] == "Canceled"
+    shown = dc.deployments.get(setup.group, "dep-cancel")
+    assert shown.properties.provisioning_state == "Canceled"
+    assert shown.properties.error.code == "DeploymentCanceled"
+    identity = (
+        f"/subscriptions/{raw.server.subscription_id}/resourceGroups/{setup.group}/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/after-slow"
+    )
+    assert raw.request("GET", identity, api_version="2023-01-31").status_code == 404
+    again = raw.request("POST", f"{path}/cancel", api_version="2025-04-01")
+    assert again.status_code == 409

@@ -26,7 +26,7 @@ from moorage.arm.resources.base import (
 )
 from moorage.arm.resources.resource_groups import rg_not_found
 from moorage.arm.store import ArmStore
-from moorage.core.errors import NotFound
+from moorage.core.errors import InvalidArgument, NotFound
 from moorage.deployments.plan import DeploymentScope
 from moorage.deployments.service import RESOURCE_TYPE, Deployments
 
@@ -194,7 +194,18 @@ class DeploymentOperationsProvider(ResourceProvider):
         return await self._service.operation(ref.parent().id, ref.name)
 
     async def list(self, ctx: CallContext, ref: ResourceRef) -> list[dict[str, Any]]:
-        return await self._service.operations(ref.parent().id)
+        items = await self._service.operations(ref.parent().id)
+        top = ctx.query.get("$top")
+        if top:
+            if not top.isdigit():
+                raise InvalidArgument(
+                    f"The value '{top}' of the query parameter '$top' is invalid; it must be a "
+                    "non-negative integer.",
+                    code="InvalidParameter",
+                    target="$top",
+                )
+            items = items[: int(top)]
+        return items
 
 
 class DeploymentOperationStatusesProvider(ResourceProvider):
