@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import RawArm, fetch_token
-from tests.api.registry_support import admin_password, cert_dir, create_registry, skopeo, unique_name
+from tests.api.registry_support import (
+    admin_password,
+    cert_dir,
+    create_registry,
+    skopeo,
+    unique_name,
+    update_registry,
+)
 from tests.images import (
     BUSYBOX,
     OCI_INDEX,
@@ -80,13 +87,16 @@ def image_certs(server: RunningServer, tmp_path_factory: pytest.TempPathFactory)
     return str(cert_dir(server.ca_path, tmp_path_factory.mktemp("image-certs")))
 
 
-def moorage(server: RunningServer, *args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+def moorage(
+    server: RunningServer, *args: str, home: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "moorage", "image", *args, "--home", str(home or server.home)],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -649,6 +659,55 @@ def test_admin_credentials_and_a_wrong_password(
     assert "--username and --password go together" in half.stderr
 
 
+def test_any_registry_without_a_moorage_connection(
+    server: RunningServer, image_arm: RawArm, image_registry: ImageRegistry, tmp_path: Path
+) -> None:
+    """Without connection.json the CLI is a plain OCI client: Basic credentials or anonymous
+    tokens from the Bearer challenge, TLS trusted through the system's store only."""
+    registry = create_registry(image_arm, image_registry.group, unique_name("anon"), sku="Standard")
+    update_registry(image_arm, registry, anonymousPullEnabled=True, adminUserEnabled=True)
+    password = admin_password(image_arm, registry)
+    nowhere = tmp_path / "no-connection"
+    nowhere.mkdir()
+    trusted = {"SSL_CERT_FILE": server.ca_path, "SSL_CERT_DIR": str(nowhere)}
+    image = busybox_image({"etc/anon": b"anonymous\n"})
+    layout = write_layout(tmp_path / "layout", "v1", image)
+    ref = f"{registry.login_server}/open/app:v1"
+
+    untrusted = moorage(
+        server, "inspect", ref, home=nowhere, env={"SSL_CERT_FILE": str(nowhere / "none.pem")}
+    )
+    assert untrusted.returncode == 1
+    assert "ERROR: (TlsFailure)" in untrusted.stderr
+    assert "certificate verify failed" in untrusted.stderr
+
+    anonymous_push = moorage(server, "push", str(layout), ref, home=nowhere, env=trusted)
+    assert anonymous_push.returncode == 1
+    # Anonymous tokens carry pull only: the upload is denied.
+    assert "ERROR: (DENIED) starting the upload of sha256:" in anonymous_push.stderr
+    assert "requested access to the resource is denied" in anonymous_push.stderr
+
+    pushed = as_json(
+        moorage(
+            server,
+            "push",
+            str(layout),
+            ref,
+            "-u",
+            registry.name,
+            "-p",
+            password,
+            "-o",
+            "json",
+            home=nowhere,
+            env=trusted,
+        )
+    )
+    assert pushed["digest"] == image.manifest.digest
+    shown = as_json(moorage(server, "inspect", ref, "-o", "json", home=nowhere, env=trusted))
+    assert shown["digest"] == image.manifest.digest
+
+
 def test_azurecr_alias_resolves_to_the_login_server(
     server: RunningServer, image_registry: ImageRegistry, tmp_path: Path
 ) -> None:
@@ -749,3 +808,33 @@ def test_progress_on_a_terminal_draws_bars(
     assert ANSI.search(text)  # a live display, not plain lines
     assert "━" in text  # rich's bar
     assert image.manifest.digest in stdout.decode()
+
+
+def test_a_single_platform_image_and_an_explicit_platform(
+    server: RunningServer, image_registry: ImageRegistry, tmp_path: Path
+) -> None:
+    image = busybox_image({"etc/single": b"amd64 only\n"})
+    ref = image_registry.ref("multi/single")
+    ok(moorage(server, "push", str(write_layout(tmp_path / "layout", "v1", image)), ref))
+    assert as_json(moorage(server, "inspect", ref, "-o", "json"))["manifest"]["platform"] == "linux/amd64"
+    other = moorage(server, "pull", ref, str(tmp_path / "out"), "--platform", "linux/arm64")
+    assert other.returncode == 1
+    assert "ERROR: (NoMatchingPlatform) the image is for linux/amd64, not linux/arm64" in other.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_options_are_refused_for_layouts(
+    server: RunningServer, image_registry: ImageRegistry, tmp_path: Path
+) -> None:
+    layout = write_layout(tmp_path / "layout", "v1", busybox_image())
+    result = moorage(
+        server, "push", str(layout), image_registry.ref("layout/options"), "--entrypoint", "/bin/sh"
+    )
+    assert result.returncode == 1
+    assert "apply only when building from a plain directory, not to an OCI layout" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["push", "pull", "inspect"])
+def test_help(server: RunningServer, command: str) -> None:
+    result = ok(moorage(server, command, "--help"))
+    assert "Usage:" in result.stdout

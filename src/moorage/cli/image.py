@@ -81,7 +81,12 @@ PasswordOption = Annotated[
 PasswordStdinOption = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")]
 OutputOption = Annotated[OutputFormat, typer.Option("--output", "-o", help="Result format on stdout.")]
 PlatformOption = Annotated[
-    str, typer.Option("--platform", help="os/architecture[/variant] to pick from a multi-platform image.")
+    str | None,
+    typer.Option(
+        "--platform",
+        help="os/architecture or os/architecture/variant: the platform to pick from a multi-platform "
+        "image (default linux/amd64); a single-platform image must then be for it.",
+    ),
 ]
 
 
@@ -343,11 +348,11 @@ def _command_list(text: str | None, option: str) -> list[str] | None:
 def push(  # noqa: PLR0917 - typer maps each option to a parameter
     source: Annotated[
         str,
-        typer.Argument(help="A directory (root file system), an OCI layout [path:ref], or an image tarball."),
+        typer.Argument(
+            help="A directory (root file system), an OCI layout (PATH or PATH:REF), or an image tarball."
+        ),
     ],
-    target: Annotated[
-        str, typer.Argument(help="<registry>/<repository>[:tag], e.g. 127.0.0.1:40123/app:v1.")
-    ],
+    target: Annotated[str, typer.Argument(help="REGISTRY/REPOSITORY:TAG, e.g. 127.0.0.1:40123/app:v1.")],
     home: HomeOption = None,
     username: UsernameOption = None,
     password: PasswordOption = None,
@@ -361,13 +366,13 @@ def push(  # noqa: PLR0917 - typer maps each option to a parameter
     env: Annotated[list[str] | None, typer.Option(help="Directory builds: NAME=VALUE (repeatable).")] = None,
     workdir: Annotated[str | None, typer.Option(help="Directory builds: working directory.")] = None,
     port: Annotated[
-        list[str] | None, typer.Option(help="Directory builds: exposed PORT[/tcp|udp] (repeatable).")
+        list[str] | None, typer.Option(help="Directory builds: exposed port, PORT or PORT/udp (repeatable).")
     ] = None,
     label: Annotated[
         list[str] | None, typer.Option(help="Directory builds: KEY=VALUE label (repeatable).")
     ] = None,
     platform: Annotated[
-        str, typer.Option("--platform", help="Directory builds: the image's os/architecture[/variant].")
+        str, typer.Option("--platform", help="Directory builds: the image's platform (os/architecture).")
     ] = "linux/amd64",
     chunk_size: Annotated[
         str | None,
@@ -435,7 +440,7 @@ def _pull_json(reference: str, result: PullResult, ref_name: str | None) -> dict
 
 @image_app.command("pull")
 def pull(  # noqa: PLR0917 - typer maps each option to a parameter
-    ref: Annotated[str, typer.Argument(help="<registry>/<repository>[:tag|@digest].")],
+    ref: Annotated[str, typer.Argument(help="REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST.")],
     dest: Annotated[
         Path, typer.Argument(help="Directory to write an OCI image layout to (created or extended).")
     ],
@@ -443,7 +448,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
     username: UsernameOption = None,
     password: PasswordOption = None,
     password_stdin: PasswordStdinOption = False,
-    platform: PlatformOption = "linux/amd64",
+    platform: PlatformOption = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Ref name in the layout's index.json (default: the tag).")
     ] = None,
@@ -454,7 +459,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
     async def go() -> dict[str, Any]:
         reference = _reference(ref)
         basic = _credential_args(username, password, password_stdin)
-        wanted = oci.Platform.parse(platform)
+        wanted = oci.Platform.parse(platform) if platform else oci.DEFAULT_PLATFORM
         ref_name = name if name is not None else reference.tag
         layout = LayoutWriter(dest)
         with _View("download") as view:
@@ -465,6 +470,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
                     reference.repository,
                     reference.locator,
                     wanted,
+                    strict=platform is not None,
                     layout=layout,
                     ref_name=ref_name,
                     progress=view,
@@ -558,12 +564,12 @@ def _print_inspect(data: dict[str, Any]) -> None:
 
 @image_app.command("inspect")
 def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
-    ref: Annotated[str, typer.Argument(help="<registry>/<repository>[:tag|@digest].")],
+    ref: Annotated[str, typer.Argument(help="REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST.")],
     home: HomeOption = None,
     username: UsernameOption = None,
     password: PasswordOption = None,
     password_stdin: PasswordStdinOption = False,
-    platform: PlatformOption = "linux/amd64",
+    platform: PlatformOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show an image's digest, media type, platforms, configuration and layers."""
@@ -571,10 +577,12 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
     async def go() -> dict[str, Any]:
         reference = _reference(ref)
         basic = _credential_args(username, password, password_stdin)
-        wanted = oci.Platform.parse(platform)
+        wanted = oci.Platform.parse(platform) if platform else oci.DEFAULT_PLATFORM
         with _View("download", live=False) as view:
             async with _registry(reference, home, basic, ("pull",), view) as client:
-                resolved = await resolve_image(client, reference.repository, reference.locator, wanted)
+                resolved = await resolve_image(
+                    client, reference.repository, reference.locator, wanted, strict=platform is not None
+                )
                 return _inspect_json(_display(client.host, reference), resolved)
 
     data = _execute(go)

@@ -227,7 +227,7 @@ class BuildOptions:
     def given(self) -> bool:
         return bool(
             self.entrypoint is not None or self.cmd is not None or self.env or self.workdir or self.ports
-        ) or bool(self.labels)
+        ) or bool(self.labels or self.platform != DEFAULT_PLATFORM)
 
 
 def split_source(text: str) -> tuple[Path, str | None]:
@@ -274,8 +274,8 @@ def open_source(text: str, workdir: Path, options: BuildOptions | None = None) -
 def _refuse_options(options: BuildOptions, kind: str) -> None:
     if options.given:
         raise InvalidSource(
-            f"--entrypoint, --cmd, --env, --workdir, --port and --label apply only when building from a "
-            f"plain directory, not to {kind}"
+            f"--entrypoint, --cmd, --env, --workdir, --port, --label and --platform apply only when "
+            f"building from a plain directory, not to {kind}"
         )
 
 
@@ -557,6 +557,8 @@ def build_from_directory(root: Path, workdir: Path, options: BuildOptions) -> Im
     for a symlink that points outside ``root``; :class:`InvalidSource` for sockets, unreadable
     files, or an absolute entrypoint that is not in the directory."""
     root = root.resolve()
+    _config(options, "sha256:" + "0" * 64)  # refuse bad options before the (long) build
+    _check_entrypoint(root, options)
     target = workdir / "layer.tar.gz"
     with (
         _gzip_writer(target) as (uncompressed, compressed),
@@ -572,7 +574,6 @@ def build_from_directory(root: Path, workdir: Path, options: BuildOptions) -> Im
                     tar.addfile(entry, handle)
                 except OSError as exc:  # changed or vanished while being read
                     raise InvalidSource(f"cannot read '{path}': {exc}") from None
-    _check_entrypoint(root, options)
     layer = Descriptor(OCI_LAYER_GZIP, compressed.digest, compressed.count)
     config = BytesBlob(OCI_CONFIG, _config(options, uncompressed.digest))
     blobs: dict[str, BlobSource] = {

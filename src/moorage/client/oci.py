@@ -421,7 +421,7 @@ class _Auth:
 
     value: str | None = None
     expires_at: float = 0.0
-    known: bool = False
+    challenges: list[tuple[str, dict[str, str]]] | None = None  # what ``value`` answered
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -750,12 +750,11 @@ class RegistryClient:
             return
 
     async def _authorization(self, repository: str) -> str | None:
+        """The ``Authorization`` to send: ``None`` before the first challenge; renewed ahead of
+        time when it is about to expire (long pushes outlive short-lived tokens)."""
         state = self._auth.setdefault(repository, _Auth())
-        if state.known and state.value is not None and time.monotonic() >= state.expires_at:
-            async with state.lock:
-                if time.monotonic() >= state.expires_at:
-                    state.known = False  # expired: the next 401 renews it
-                    state.value = None
+        if state.value is not None and time.monotonic() >= state.expires_at and state.challenges:
+            await self._answer(repository, state.challenges, previous=state.value)
         return state.value
 
     async def _answer(
@@ -766,6 +765,7 @@ class RegistryClient:
         async with state.lock:
             if state.value != previous and state.value is not None:
                 return  # renewed meanwhile by a parallel request
+            state.challenges = challenges
             bearer = next((params for scheme, params in challenges if scheme == "bearer"), None)
             if bearer is not None:
                 token, lifetime = await self._token(repository, bearer)
@@ -778,7 +778,6 @@ class RegistryClient:
                     "UNAUTHORIZED",
                     f"{self.host} asks for a user name and password (--username/--password)",
                 )
-            state.known = True
 
     async def _token(self, repository: str, challenge: Mapping[str, str]) -> tuple[str, float]:
         realm = challenge.get("realm", "")
@@ -793,17 +792,13 @@ class RegistryClient:
         scope = f"repository:{repository}:{self._actions}"
         credential = self.credential
         if isinstance(credential, EntraExchange):
-            refresh = self._refresh_token or await self._exchange(
-                parts.scheme, parts.netloc, service, credential
-            )
-            self._refresh_token = refresh
-            data = {
-                "grant_type": "refresh_token",
-                "service": service,
-                "scope": scope,
-                "refresh_token": refresh,
-            }
-            answer = await self._token_call("POST", realm, data=data)
+            answer = None
+            if self._refresh_token is not None:  # kept from an earlier exchange; may have expired
+                with contextlib.suppress(RegistryError):
+                    answer = await self._refreshed(realm, service, scope, self._refresh_token)
+            if answer is None:
+                self._refresh_token = await self._exchange(parts.scheme, parts.netloc, service, credential)
+                answer = await self._refreshed(realm, service, scope, self._refresh_token)
         else:
             query = {"scope": scope, **({"service": service} if service else {})}
             headers = {"Authorization": _basic(credential)} if isinstance(credential, BasicCredential) else {}
@@ -814,6 +809,10 @@ class RegistryClient:
         expires_in = answer.get("expires_in")
         seconds = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 60.0
         return token, min(seconds, 3600.0) * 0.8
+
+    async def _refreshed(self, realm: str, service: str, scope: str, refresh: str) -> dict[str, Any]:
+        data = {"grant_type": "refresh_token", "service": service, "scope": scope, "refresh_token": refresh}
+        return await self._token_call("POST", realm, data=data)
 
     async def _exchange(self, scheme: str, netloc: str, service: str, credential: EntraExchange) -> str:
         entra = await credential.get_token()
@@ -885,7 +884,11 @@ class RegistryClient:
         while found is not None and not isinstance(found, ssl.SSLError):
             found = found.__cause__ or found.__context__
         if isinstance(found, ssl.SSLError):
-            reason = getattr(found, "verify_message", None) or getattr(found, "reason", None) or str(found)
+            verify_message = getattr(found, "verify_message", None)
+            if verify_message:
+                reason = f"certificate verify failed: {verify_message} (is the CA trusted?)"
+            else:
+                reason = getattr(found, "reason", None) or str(found)
             return RegistryError(0, "TlsFailure", f"TLS with {url.netloc.decode()} failed: {reason}")
         reason = str(exc) or type(exc).__name__
         return RegistryError(0, "RegistryUnreachable", f"cannot reach {_display(url)}: {reason}")

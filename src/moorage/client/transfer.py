@@ -23,6 +23,7 @@ from moorage.client.oci import (
     Descriptor,
     ImageBundle,
     Manifest,
+    NoMatchingPlatform,
     Phase,
     Platform,
     Progress,
@@ -140,10 +141,11 @@ class ResolvedImage:
 
 
 async def resolve_image(
-    client: RegistryClient, repository: str, locator: str, platform: Platform
+    client: RegistryClient, repository: str, locator: str, platform: Platform, *, strict: bool = False
 ) -> ResolvedImage:
     """Fetch what ``locator`` names; for an index, the entry for ``platform``
-    (:class:`~moorage.client.oci.NoMatchingPlatform` if none). Manifests and config verified."""
+    (:class:`~moorage.client.oci.NoMatchingPlatform` if none; also, with ``strict``, when a
+    single-platform image is for another platform). Manifests and config verified."""
     top = await client.get_manifest(repository, locator)
     try:
         if top.is_index:
@@ -165,6 +167,8 @@ async def resolve_image(
         if isinstance(summary["os"], str) and isinstance(summary["architecture"], str):
             variant = summary["variant"] if isinstance(summary["variant"], str) else None
             selected = Platform(summary["os"], summary["architecture"], variant)
+            if strict and not platform.matches(selected):
+                raise NoMatchingPlatform(f"the image is for {selected}, not {platform}")
     return ResolvedImage(top, platforms, manifest, selected, config, body, layers)
 
 
@@ -186,6 +190,7 @@ async def pull_to_layout(
     locator: str,
     platform: Platform,
     *,
+    strict: bool = False,
     layout: LayoutWriter,
     ref_name: str | None,
     progress: ProgressCallback,
@@ -193,7 +198,7 @@ async def pull_to_layout(
 ) -> PullResult:
     """Pull the image ``locator`` names for ``platform`` into ``layout`` and name it
     ``ref_name`` in its ``index.json``. Every blob is verified before it is kept."""
-    resolved = await resolve_image(client, repository, locator, platform)
+    resolved = await resolve_image(client, repository, locator, platform, strict=strict)
     layout.prepare()
     layout.write_blob(resolved.config.digest, resolved.config_body)
 
