@@ -152,11 +152,14 @@ def registry_requests(server: RunningServer, path_part: str) -> list[tuple[str, 
 
 
 def docker_archive(path: Path, images: list[tuple[list[str], list[bytes], list[str]]]) -> Path:
-    """A tarball shaped as ``docker save`` writes it: per image a ``<hex>.json`` config and
-    ``<id>/layer.tar`` layers (uncompressed), and ``manifest.json`` listing them."""
-    entries: dict[str, bytes] = {}
+    """A tarball shaped as ``docker save`` (before 25) writes it: per image a ``<hex>.json``
+    config and ``<id>/layer.tar`` layers (uncompressed; a layer seen before is a symlink to its
+    first copy), and ``manifest.json`` listing them."""
+    files: dict[str, bytes] = {}
+    links: dict[str, str] = {}
+    first_copy: dict[str, str] = {}
     manifest = []
-    for tags, layers, cmd in images:
+    for position, (tags, layers, cmd) in enumerate(images):
         config = json.dumps(
             {
                 "architecture": "amd64",
@@ -166,19 +169,28 @@ def docker_archive(path: Path, images: list[tuple[list[str], list[bytes], list[s
             }
         ).encode()
         config_name = f"{hashlib.sha256(config).hexdigest()}.json"
-        entries[config_name] = config
+        files[config_name] = config
         layer_names = []
         for layer in layers:
-            name = f"{hashlib.sha256(layer).hexdigest()[:32]}/layer.tar"
-            entries[name] = layer
+            digest = sha256(layer)
+            name = f"{digest[7:31]}{position}/layer.tar"
+            if digest in first_copy:
+                links[name] = f"../{first_copy[digest]}"
+            else:
+                first_copy[digest] = name
+                files[name] = layer
             layer_names.append(name)
         manifest.append({"Config": config_name, "RepoTags": tags, "Layers": layer_names})
-    entries["manifest.json"] = json.dumps(manifest).encode()
+    files["manifest.json"] = json.dumps(manifest).encode()
     with tarfile.open(path, "w") as tar:
-        for name, data in entries.items():
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
     return path
 
 

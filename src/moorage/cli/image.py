@@ -105,6 +105,8 @@ def _execute(action: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise _fail(error.code, error.message) from None
     except httpx.TransportError as error:  # the moorage server itself (ARM, token endpoint)
         raise _fail("ServerUnreachable", f"cannot reach the moorage server: {error}") from None
+    except OSError as error:  # local files: the pull destination, temporary space
+        raise _fail("FileError", f"{error.filename or 'a local file'}: {error.strerror or error}") from None
 
 
 def _settings(home: Path | None) -> config.Settings:
@@ -250,6 +252,7 @@ class _View:
         self._tasks: dict[str, TaskID] = {}
         self._done: dict[str, int] = {}
         self._overall: TaskID | None = None
+        self._planned = 0
 
     def __enter__(self) -> _View:
         if self._live:
@@ -276,10 +279,12 @@ class _View:
 
     def plan(self, blobs: int, total: int) -> None:
         """What the transfer will move at most (``blobs`` blobs of ``total`` bytes)."""
+        what = f"{blobs} {'layers' if self._verb == 'download' else 'blobs'}"
         if self._bars is not None:
-            self._overall = self._bars.add_task(f"{blobs} blobs", total=total)
+            self._planned = total
+            self._overall = self._bars.add_task(what, total=total)
         else:
-            self.note(f"{blobs} blobs, {_size(total)}")
+            self.note(f"{what}, {_size(total)}")
 
     def __call__(self, event: oci.Progress) -> None:
         kind = _KINDS.get(event.media_type, "layer")
@@ -300,10 +305,16 @@ class _View:
             self._bars.update(task, completed=event.total, description=f"{label} (exists)")
         else:
             self._bars.update(task, completed=event.completed)
-        if self._overall is not None:
-            before = self._done.get(event.digest, 0)
-            self._done[event.digest] = event.completed
-            self._bars.advance(self._overall, event.completed - before)
+        if self._overall is None:
+            return
+        if event.phase is oci.Phase.EXISTS:
+            # Nothing moves for it: out of the total, so that the overall rate stays true.
+            self._planned -= event.total
+            self._bars.update(self._overall, total=self._planned)
+            return
+        before = self._done.get(event.digest, 0)
+        self._done[event.digest] = event.completed
+        self._bars.advance(self._overall, event.completed - before)
 
 
 # -- push -----------------------------------------------------------------------------------------
@@ -474,6 +485,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
                     layout=layout,
                     ref_name=ref_name,
                     progress=view,
+                    planned=view.plan,
                 )
                 view.note(
                     f"pulled {len(result.downloaded)} layers ({_size(result.bytes_downloaded)}), "

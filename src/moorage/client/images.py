@@ -39,7 +39,7 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -173,6 +173,7 @@ class _TarFiles:
         self.path = path
         self.origin = origin
         self._members: dict[str, tarfile.TarInfo] = {}
+        links: dict[str, str] = {}  # name → the name it stands for
         try:
             with tarfile.open(path, "r:") as tar:
                 for member in tar:
@@ -180,11 +181,22 @@ class _TarFiles:
                     if member.isreg():
                         self._members[name] = member
                     elif member.islnk():
-                        target = self._members.get(posixpath.normpath(member.linkname.lstrip("/")))
-                        if target is not None:
-                            self._members[name] = target
+                        links[name] = posixpath.normpath(member.linkname.lstrip("/"))
+                    elif member.issym():
+                        # docker save (before 25) links repeated layers to the first copy.
+                        links[name] = posixpath.normpath(
+                            posixpath.join(posixpath.dirname(name), member.linkname)
+                        )
         except (tarfile.TarError, OSError) as exc:
             raise InvalidSource(f"{origin}: not a readable tar archive ({exc})") from None
+        for name, first in links.items():
+            target = first
+            for _ in range(8):  # a link to a link, but never a loop
+                if target in self._members or target not in links:
+                    break
+                target = links[target]
+            if target in self._members:
+                self._members[name] = self._members[target]
 
     def names(self) -> set[str]:
         return set(self._members)
@@ -221,13 +233,14 @@ class BuildOptions:
     workdir: str | None = None
     ports: Sequence[str] = ()
     platform: Platform = DEFAULT_PLATFORM
-    labels: Sequence[str] = field(default=())
+    labels: Sequence[str] = ()
 
     @property
     def given(self) -> bool:
-        return bool(
-            self.entrypoint is not None or self.cmd is not None or self.env or self.workdir or self.ports
-        ) or bool(self.labels or self.platform != DEFAULT_PLATFORM)
+        """Whether any option differs from its default."""
+        lists = (self.env, self.ports, self.labels)
+        unset = self.entrypoint is None and self.cmd is None and not self.workdir
+        return not unset or any(lists) or self.platform != DEFAULT_PLATFORM
 
 
 def split_source(text: str) -> tuple[Path, str | None]:
@@ -246,8 +259,16 @@ def split_source(text: str) -> tuple[Path, str | None]:
 
 def open_source(text: str, workdir: Path, options: BuildOptions | None = None) -> ImageBundle:
     """What ``text`` names (see the module docstring) as an :class:`ImageBundle`; temporary
-    files go under ``workdir``, which must outlive the push. :class:`InvalidSource`."""
-    options = options or BuildOptions()
+    files go under ``workdir``, which must outlive the push. :class:`InvalidSource`, also for
+    files that cannot be read."""
+    try:
+        return _open_source(text, workdir, options or BuildOptions())
+    except OSError as exc:
+        where = exc.filename or text
+        raise InvalidSource(f"cannot read '{where}': {exc.strerror or exc}") from None
+
+
+def _open_source(text: str, workdir: Path, options: BuildOptions) -> ImageBundle:
     path, ref = split_source(text)
     if path.is_dir():
         if (path / "oci-layout").is_file():

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -194,10 +194,12 @@ async def pull_to_layout(
     layout: LayoutWriter,
     ref_name: str | None,
     progress: ProgressCallback,
+    planned: Callable[[int, int], None] | None = None,
     parallelism: int = 3,
 ) -> PullResult:
     """Pull the image ``locator`` names for ``platform`` into ``layout`` and name it
-    ``ref_name`` in its ``index.json``. Every blob is verified before it is kept."""
+    ``ref_name`` in its ``index.json``. Every blob is verified before it is kept. ``planned``
+    hears how many layers of how many bytes the image has, once it is resolved."""
     resolved = await resolve_image(client, repository, locator, platform, strict=strict)
     layout.prepare()
     layout.write_blob(resolved.config.digest, resolved.config_body)
@@ -210,6 +212,8 @@ async def pull_to_layout(
         return True
 
     unique = list({layer.digest: layer for layer in resolved.layers}.values())
+    if planned is not None:
+        planned(len(unique), sum(layer.size for layer in unique))
     fetched = await _all((one(layer) for layer in unique), parallelism)
     manifest = resolved.manifest  # verified against its digest when it was fetched
     layout.write_blob(manifest.digest, manifest.body)
