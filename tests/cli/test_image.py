@@ -486,6 +486,9 @@ def test_multi_platform_index_push_and_pull_by_platform(
     assert pulled_amd["blobsExisting"] == [amd.layers[0].digest]  # busybox is shared: not fetched twice
     named = {e["annotations"]["org.opencontainers.image.ref.name"]: e["digest"] for e in layout_entries(out)}
     assert named == {"arm": arm.manifest.digest, "amd": amd.manifest.digest}
+    seen = skopeo("inspect", f"oci:{out}:arm")  # the layout is one other tools read
+    assert seen.returncode == 0, seen.stderr
+    assert json.loads(seen.stdout)["Architecture"] == "arm64"
 
     missing = moorage(server, "pull", ref, str(tmp_path / "none"), "--platform", "linux/s390x")
     assert missing.returncode == 1

@@ -1,13 +1,13 @@
 """``moorage image push|pull|inspect``: get images into and out of registries without Docker.
 
-Registries are reached directly over HTTPS (:mod:`moorage.client.oci`); the moorage server is
-asked only which registries are its own (ARM), so that the CLI's identity from
-``connection.json`` is used for them and never sent anywhere else. Credentials:
+Registries are reached directly over HTTPS (:mod:`moorage.client.oci`). Credentials:
 
 * ``--username/--password`` (or ``--password-stdin``): Basic credentials for the registry's
   token service — an admin user, a service principal (appId + secret), a scope-map token.
-* otherwise, for a moorage registry: the CLI's own identity (an Entra token for ARM exchanged at
-  the registry's ``/oauth2/exchange``, as ``az acr login`` does);
+* otherwise, for a registry of this moorage server — one whose TLS certificate was issued by
+  the server's CA, which only the server can do — the CLI's own identity from
+  ``connection.json`` (an Entra token for ARM exchanged at the registry's ``/oauth2/exchange``,
+  as ``az acr login`` does). The identity is never sent to any other registry.
 * otherwise anonymous.
 
 ``<name>.azurecr.io`` references resolve, through ARM, to the login server of the moorage
@@ -51,7 +51,7 @@ from moorage.client import ARM_SCOPE, Connection, MoorageClient, oci
 from moorage.client.images import BuildOptions, LayoutWriter, config_summary, open_source
 from moorage.client.transfer import PullResult, ResolvedImage, pull_to_layout, push_bundle, resolve_image
 from moorage.core.errors import InvalidArgument, MoorageError
-from moorage.core.reference import ImageReference, parse_reference
+from moorage.core.reference import DOCKER_HUB, ImageReference, parse_reference
 
 T = TypeVar("T")
 REGISTRY_API = "2025-04-01"
@@ -168,6 +168,8 @@ async def _locate(
     A registry is moorage's when its TLS certificate was issued by the server's CA (only the
     server holds that CA's key): the CLI's identity is sent to no other registry. An Azure-form
     ``<name>.azurecr.io`` is looked up in ARM and becomes that registry's login server."""
+    if host == DOCKER_HUB:
+        return "registry-1.docker.io", False  # Docker Hub's API host
     if connection is None or arm is None:
         return host, False
     if host.lower().endswith(AZURECR_SUFFIX):
