@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from moorage import __version__, config
+from moorage.cli.image import image_app
 from moorage.client import ApiError, Connection, MoorageClient
 from moorage.core.errors import MoorageError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 sp_app = typer.Typer(help="Service principals (Entra applications).", no_args_is_help=True)
 app.add_typer(sp_app, name="sp")
+app.add_typer(image_app, name="image")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Data directory (default: $MOORAGE_HOME or the user data dir).")
