@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from moorage.arm.jsonc import to_strict_json
+from moorage.core.jsonc import to_strict_json
 from moorage.arm.resources.base import parse_json_body
 from moorage.core.errors import InvalidArgument
 
