@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from moorage.arm.ids import ResourceRef
-from moorage.core.jsonc import to_strict_json
 from moorage.arm.lro import Operation
 from moorage.arm.store import StoredResource, Subscription
 from moorage.core.errors import InvalidArgument, NotFound, NotSupported
+from moorage.core.jsonc import to_strict_json
 from moorage.identity.records import TokenClaims
 
 
