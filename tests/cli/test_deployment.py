@@ -111,6 +111,9 @@ def test_create_show_operations_export_delete(cli: Cli, group: str, tmp_path: Pa
     assert cli.json("deployment", "group", "create", "-g", group, "-f", str(template), "-p", "prefix=q")[
         "name"
     ] == ("identities")
+    finished = cli.run("deployment", "group", "cancel", "-g", group, "-n", "ids", check=False)
+    assert finished.returncode == 1
+    assert finished.stderr.startswith("ERROR: (DeploymentCannotBeCancelled) ")
     assert cli.run("deployment", "group", "delete", "-g", group, "-n", "ids").stdout == ""
     missing = cli.run("deployment", "group", "show", "-g", group, "-n", "ids", check=False)
     assert missing.returncode == 1
