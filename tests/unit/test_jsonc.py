@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from moorage.arm.jsonc import to_strict_json
 from moorage.arm.resources.base import parse_json_body
 from moorage.core.errors import InvalidArgument
+from moorage.core.jsonc import to_strict_json
 
 
 def loads(text: str) -> object:

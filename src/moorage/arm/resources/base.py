@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from moorage.arm.ids import ResourceRef
-from moorage.arm.jsonc import to_strict_json
 from moorage.arm.lro import Operation
 from moorage.arm.store import StoredResource, Subscription
 from moorage.core.errors import InvalidArgument, NotFound, NotSupported
+from moorage.core.jsonc import to_strict_json
 from moorage.identity.records import TokenClaims
 
 
@@ -68,7 +68,7 @@ class ResourceProvider:
     scope: ClassVar[Scope] = "resource_group"
     # POST (and GET-style) actions the type supports, e.g. {"listCredentials": "POST"}.
     actions: ClassVar[dict[str, str]] = {}
-    # Accept bodies Json.NET would (comments, unquoted keys, trailing commas); see arm.jsonc.
+    # Accept bodies Json.NET would (comments, unquoted keys, trailing commas); see core.jsonc.
     lenient_json: ClassVar[bool] = False
 
     def permission(self, method: str, action: str | None = None) -> str:

@@ -44,7 +44,7 @@ class DeploymentsProvider(ResourceProvider):
         "whatIf": "POST",
     }
     # ``az deployment group create`` splices the template file's text into the body as-is:
-    # an unquoted key, and JSONC comments from the file (see moorage.arm.jsonc).
+    # an unquoted key, and JSONC comments from the file (see moorage.core.jsonc).
     lenient_json: ClassVar[bool] = True
 
     def __init__(self, store: ArmStore, operations: Operations, service: Deployments) -> None:
