@@ -59,9 +59,8 @@ from moorage.core.sealing import Sealer
 from moorage.instances.access import (
     DIAGNOSIS_TYPE,
     ImageAccess,
-    InaccessibleImage,
     RegistryCredential,
-    inaccessible_message,
+    identity_not_found_diagnosis,
 )
 from moorage.instances.content import Leases
 from moorage.instances.identity_endpoint import GroupSandbox, IdentityEnvironment, has_identity
@@ -281,6 +280,7 @@ class ContainerGroups:
                         f"with error 'Failed to perform resource identity operation. Status: 'NotFound'. "
                         f"Response: 'The user assigned identity '{identity}' does not exist.''.",
                         target="identity.userAssignedIdentities",
+                        additional_info=(identity_not_found_diagnosis(identity).as_info(),),
                     )
         images = [c.image for c in definition.init_containers] + [c.image for c in definition.containers]
         unique = list(dict.fromkeys(images))
@@ -669,9 +669,8 @@ class ContainerGroups:
                 resolved.pinned, credential, lease=lease if self._leases is not None else None
             )
         except PullFailure as failure:
-            # Check again for the diagnosed error; if the image is fine now, report the pull's.
-            await self._access.check(definition.name, image, credentials)
-            raise InaccessibleImage(inaccessible_message(image, definition.name)) from failure
+            # Check again for the diagnosed error; if the image is fine now, classify the pull's.
+            raise await self._access.pull_error(definition.name, image, credentials, failure) from failure
         return _Image(
             image_pulled.image.config_descriptor.digest,
             [[layer.digest, layer.media_type, layer.diff_id] for layer in image_pulled.layers],

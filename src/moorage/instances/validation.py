@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from moorage.core.errors import InvalidArgument, NotSupported
 from moorage.core.reference import parse_reference
+from moorage.instances.access import identity_not_attached_diagnosis
 from moorage.instances.model import (
     IDENTITY_BOTH,
     IDENTITY_NONE,
@@ -1343,11 +1344,13 @@ class _GroupParser:
                 )
             if uami and (identity is None or identity.find_user_assigned(uami) is None):
                 # Also a system-assigned identity ('[system]'): ACI pulls only with user-assigned ones.
-                raise self._invalid(
-                    "InvalidImageRegistryIdentity",
+                listed = identity.user_assigned if identity is not None else ()
+                raise InvalidArgument(
                     f"The identity in the 'imageRegistryCredentials' of {self.cg} not found "
                     "in container group identity list.",
-                    _key(path, "identity"),
+                    code="InvalidImageRegistryIdentity",
+                    target=_key(path, "identity"),
+                    additional_info=(identity_not_attached_diagnosis(uami, server, listed).as_info(),),
                 )
             out.append(
                 RegistryCredentialDefinition(
