@@ -7,8 +7,10 @@ and a bootstrap service principal with Owner on that subscription.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import platform
 import re
 import time
 import uuid
@@ -23,12 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage import __version__
 from moorage.arm import schema as arm_schema
-from moorage.arm.app import ArmEdge
+from moorage.arm.app import ArmEdge, Extension
+from moorage.arm.diagnostics import DiagnosticsEdge
 from moorage.arm.dispatch import ProviderGateway
 from moorage.arm.lro import Operations
 from moorage.arm.resources.base import ProviderRegistry
 from moorage.arm.resources.container_groups import container_instance_providers
-from moorage.arm.resources.deployments import deployment_providers
+from moorage.arm.resources.deployments import DeploymentsProvider, deployment_providers
 from moorage.arm.resources.managed_identities import UserAssignedIdentities
 from moorage.arm.resources.registries import registry_providers
 from moorage.arm.resources.resource_groups import ResourceGroups
@@ -41,6 +44,9 @@ from moorage.core.log import get_logger
 from moorage.core.sealing import Sealer
 from moorage.deployments import schema as deployments_schema
 from moorage.deployments.service import Deployments
+from moorage.diagnose.probes import FirewallVerdict, RoleFact
+from moorage.diagnose.redaction import REDACTED
+from moorage.diagnose.service import Diagnostician
 from moorage.identity import roles
 from moorage.identity import schema as identity_schema
 from moorage.identity.http import IdentityEdge
@@ -58,7 +64,7 @@ from moorage.instances.identity_endpoint import (
     ManagedIdentityToken,
     load_key,
 )
-from moorage.instances.images import ImageSource
+from moorage.instances.images import ImageSource, TransportRouter
 from moorage.instances.runtime.base import Runtime
 from moorage.instances.runtime.fake import FakeRuntime
 from moorage.instances.runtime.runc.network import SandboxNetwork
@@ -73,9 +79,11 @@ from moorage.registry.gc import GarbageCollector
 from moorage.registry.http.gate import Gate
 from moorage.registry.http.routes import registry_app
 from moorage.registry.interfaces import EntraPrincipal
+from moorage.registry.network import Origin, decide
 from moorage.registry.platform import PlatformTransport
 from moorage.registry.service import Registries
-from moorage.store.blobs import open_blob_store
+from moorage.store.blobs import BlobStore, open_blob_store
+from moorage.store.blobs.memory import MemoryBlobStore
 from moorage.store.meta import MetaStore
 from moorage.tls import write_private
 
@@ -199,6 +207,7 @@ class Moorage:
         ):
             self.providers.add(provider)
         self.bootstrap = await self._bootstrap()
+        self.arm_extensions: dict[str, Extension] = {}  # filled by _compose_diagnostics
         arm = ArmEdge(
             self.arm_store,
             self.identity,
@@ -206,6 +215,7 @@ class Moorage:
             self.providers,
             self.resource_groups,
             self._home_tenant,
+            extensions=self.arm_extensions,
         )
         routes = [*arm.routes(), *IdentityEdge(self.identity).routes()]
         self.app: ASGIApp = AccessLog(MergeSlashes(Starlette(routes=routes)))
@@ -215,6 +225,7 @@ class Moorage:
         self._compose_images()
         await self._compose_groups()
         self._compose_deployments()
+        self._compose_diagnostics()
         resumed = await self.operations.resume()
         if resumed:
             log.info("resumed operations", count=resumed)
@@ -240,11 +251,8 @@ class Moorage:
         settings = self.settings
         self.node_blobs = open_blob_store(settings.blob_store, settings.home / "node" / "content")
         self.node_leases = Leases(settings.home / "node" / "leases")
-        self.image_source = ImageSource(
-            self.node_blobs,
-            router=_PlatformRouter(self.registries, self.registry_app, settings.platform_address),
-            leases=self.node_leases,
-        )
+        self.platform_router = _PlatformRouter(self.registries, self.registry_app, settings.platform_address)
+        self.image_source = _image_source(self.node_blobs, self.platform_router, leases=self.node_leases)
         self.image_access = ImageAccess(
             self.image_source,
             _IdentityTokensAdapter(self.identity),
@@ -350,6 +358,58 @@ class Moorage:
         )
         for provider in deployment_providers(self.arm_store, self.operations, self.deployments):
             self.providers.add(provider)
+            if isinstance(provider, DeploymentsProvider):
+                self.deployments_provider = provider
+
+    def _compose_diagnostics(self) -> None:
+        """``moorage diagnose`` (``Moorage.Diagnostics`` on the ARM edge): the platform's own check
+        over a fresh traced image source built like the platform's, the registry's firewall and
+        identity's role assignments through diagnose's protocols."""
+        diagnostician = Diagnostician(
+            self.image_access,
+            self.platform_router,
+            lambda router: _image_source(MemoryBlobStore(), router),
+            firewall=_FirewallAdapter(
+                self.registries, self.settings.platform_address, audit=self.settings.registry_firewall_audit
+            ),
+            roles=_RoleDirectoryAdapter(self.identity),
+            identities=_IdentityTokensAdapter(self.identity),
+        )
+        edge = DiagnosticsEdge(
+            store=self.arm_store,
+            identity=self.identity,
+            diagnostician=diagnostician,
+            groups=self.container_groups,
+            deployments=self.deployments,
+            deployments_provider=self.deployments_provider,
+            server_info=self.server_info,
+        )
+        self.arm_extensions.update(edge.extensions())
+
+    def server_info(self) -> dict[str, Any]:
+        """The version and settings a support bundle carries (nothing secret: a database URL's
+        password and the values of extra settings are left out)."""
+        settings = self.settings
+        shown: dict[str, Any] = {}
+        for item in dataclasses.fields(settings):
+            value = getattr(settings, item.name)
+            if item.name == "extra":
+                value = dict.fromkeys(value, REDACTED)
+            elif item.name == "database_url" and value:
+                value = re.sub(r"://([^:/@]*):[^@/]*@", rf"://\1:{REDACTED}@", value)
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            shown[item.name] = value
+        return {
+            "version": __version__,
+            "endpoint": self.public_url,
+            "python": platform.python_version(),
+            "runtime": type(self.runtime).__name__ if hasattr(self, "runtime") else None,
+            "platformAddress": settings.platform_address,
+            "settings": shown,
+        }
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
@@ -483,6 +543,12 @@ class Moorage:
             await self.meta.close()
 
 
+def _image_source(blobs: BlobStore, router: TransportRouter, *, leases: Leases | None = None) -> ImageSource:
+    """The platform's image puller; ``moorage diagnose`` builds its traced ones here too, so the
+    two cannot be configured apart."""
+    return ImageSource(blobs, router=router, leases=leases)
+
+
 def _url_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - mapping, not binding
 
@@ -554,6 +620,56 @@ class _IdentityTokensAdapter:
         return ManagedIdentityToken(issued.token, issued.expires_on)
 
 
+class _FirewallAdapter:
+    """The registry's firewall rules, as diagnose's ``FirewallPolicy``."""
+
+    def __init__(self, registries: Registries, platform_address: str, *, audit: bool) -> None:
+        self._registries = registries
+        self._address = platform_address
+        self._audit = audit
+
+    async def verdict(self, host: str, *, managed_identity: bool) -> FirewallVerdict | None:
+        registry = await self._registries.by_login_server(host)
+        if registry is None:
+            return None
+        decision = decide(registry, self._address, Origin.PLATFORM, managed_identity=managed_identity)
+        by_address = decide(registry, self._address, Origin.NETWORK, managed_identity=False)
+        return FirewallVerdict(
+            decision.allowed,
+            decision.reason,
+            by_address.allowed,
+            by_address.reason,
+            by_address.matched_rule,
+            audit=self._audit,
+        )
+
+
+class _RoleDirectoryAdapter:
+    """identity's principals and role assignments, as diagnose's ``RoleDirectory``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def service_principal(self, tenant_id: str, app_id: str) -> str | None:
+        try:
+            return (await self._identity.find_principal(tenant_id, app_id)).object_id
+        except MoorageError:
+            return None
+
+    async def assignments(self, principal_id: str, scope: str, action: str) -> list[RoleFact]:
+        out = []
+        for assignment in await self._identity.assignments_of(principal_id):
+            role = roles.role_by_id(assignment.role_definition_id)
+            grants = (
+                role is not None
+                and roles.scope_contains(assignment.scope, scope)
+                and roles.role_permits(role, action)
+            )
+            name = role.role_name if role is not None else assignment.role_definition_id
+            out.append(RoleFact(assignment.id, name, assignment.scope, grants))
+        return out
+
+
 class _IdentityDirectoryAdapter:
     """identity's managed identities, as instances' ``IdentityDirectory``."""
 
@@ -585,4 +701,5 @@ class _RegistryFactsAdapter:
             ip_rules=s.network_rule_set.ip_rules,
             bypass=s.network_rule_bypass,
             admin_user_enabled=s.admin_user_enabled,
+            anonymous_pull_enabled=s.anonymous_pull_enabled,
         )

@@ -12,13 +12,14 @@ Paths served::
     {scope}/providers/{ns}/{type}/{name}[/...][/{action}]    provider resources (incl. extension)
     /tenants, /metadata/endpoints
     /providers/{ns}/operations                               a namespace's operations catalog
+    /subscriptions/{sub}/providers/{ns}/{name}              extensions (Moorage.Diagnostics)
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -59,6 +60,7 @@ from moorage.identity.service import MANAGEMENT_AUDIENCES, IdentityService
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-[A-Za-z0-9.]+)?$")
 ALL_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"]
+Extension = Callable[[Request, CallContext], Awaitable[Response]]
 
 # Locations offered by /subscriptions/{sub}/locations; any location name is accepted on PUT.
 LOCATIONS = (
@@ -97,7 +99,11 @@ class ArmEdge:
         registry: ProviderRegistry,
         resource_groups: ResourceGroups,
         default_tenant: Callable[[], Awaitable[str]],
+        extensions: Mapping[str, Extension] | None = None,
     ) -> None:
+        # Subscription-level endpoints outside any resource provider, by lower-cased
+        # "namespace/name" (``providers/Moorage.Diagnostics/diagnose``); they authorize themselves.
+        self._extensions = extensions if extensions is not None else {}
         self._store = store
         self._identity = identity
         self._operations = operations
@@ -269,6 +275,8 @@ class ArmEdge:
             and (len(low) <= 2 or (len(low) == 3 and low[2] in ("register", "unregister")))
         ):
             return await self._providers(ctx, method, rest)
+        if len(low) == 3 and low[0] == "providers" and f"{low[1]}/{low[2]}" in self._extensions:
+            return await self._extensions[f"{low[1]}/{low[2]}"](request, ctx)
         if (
             len(low) == 6
             and low[0] == "providers"

@@ -463,6 +463,23 @@ class Deployments:
         template: dict[str, Any] = request["template"]
         return {"template": template}
 
+    async def rendered_resource(
+        self, deployment_id: str, resource_id: str, scope: DeploymentScope, base_url: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """``(api-version, PUT body)`` the deployment sends for ``resource_id``: its stored
+        request planned again and that resource rendered as the deployment's caller (secure
+        parameters included, so the body is secret: for diagnosing a refused resource only).
+        ``None`` when the template deploys no such resource. Raises DeploymentNotFound."""
+        deployment = await self.get(deployment_id)
+        request = json.loads(self._sealer.unseal(await self._sealed(deployment.key)))
+        plan = planning.plan(request["template"], request["bound"], scope)
+        planned = next((r for r in plan.resources if r.key == resource_id.lower()), None)
+        if planned is None:
+            return None
+        caller = await self._caller(deployment.key)
+        body = await planned.render(resolver_for(self._gateway, caller, base_url))
+        return planned.api_version, body
+
     # -- change -------------------------------------------------------------------------------
 
     async def cancel(self, deployment_id: str) -> None:

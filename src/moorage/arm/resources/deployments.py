@@ -152,6 +152,17 @@ class DeploymentsProvider(ResourceProvider):
             return ActionResult(await self._service.export_template(ref.id))
         raise NotFound(f"The action '{name}' is not supported.", code="InvalidResourceType")
 
+    async def rendered_resource(
+        self, ctx: CallContext, deployment: ResourceRef, resource_id: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The PUT body the deployment ``deployment`` sends for ``resource_id`` (with its secure
+        parameters: for ``moorage diagnose`` of a refused resource only)."""
+        scope = await self._scope(ctx, deployment)
+        if scope.resource_group is None:
+            found = await self._service.get(deployment.id)
+            scope = dataclasses.replace(scope, location=found.location)
+        return await self._service.rendered_resource(deployment.id, resource_id, scope, ctx.base_url)
+
     async def on_scope_deleted(self, ctx: CallContext, scope: str) -> None:
         parts = [p for p in scope.split("/") if p]
         if len(parts) == 4 and parts[2].lower() == "resourcegroups":
