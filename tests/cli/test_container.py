@@ -42,7 +42,9 @@ def test_wrong_registry_password_prints_the_cause_and_creates_nothing(
     assert f"  image: {json.dumps(private_image.image)}" in lines
     assert "  credentialKind: adminUser" in lines
     assert f"  username: {private_image.registry}" in lines
-    assert lines[-1].startswith("Fix: Check the username and password in imageRegistryCredentials")
+    assert lines[-3].startswith("Fix: Check the username and password in imageRegistryCredentials")
+    assert lines[-2] == f"Command: az acr credential show -n {private_image.registry}"
+    assert lines[-1].startswith("Template: Microsoft.ContainerInstance/containerGroups")
     missing = cli.run("container", "show", "-g", private_image.group, "-n", name, check=False)
     assert missing.returncode == 1
 

@@ -68,12 +68,15 @@ def warn(message: str) -> None:
     typer.echo(f"WARNING: {message}", err=True)
 
 
-def run(home: Path | None, action: Callable[[MoorageClient], Awaitable[T]]) -> T:
-    """Run ``action`` with a client of the server of ``home``; print failures and exit."""
+def run(
+    home: Path | None, action: Callable[[MoorageClient], Awaitable[T]], *, timeout: float | None = None
+) -> T:
+    """Run ``action`` with a client of the server of ``home`` (``timeout``: per request, when the
+    client's default is too short); print failures and exit."""
     conn = connection(home)
 
     async def go() -> T:
-        async with MoorageClient(conn) as client:
+        async with MoorageClient(conn) if timeout is None else MoorageClient(conn, timeout=timeout) as client:
             return await action(client)
 
     try:

@@ -70,4 +70,8 @@ def _explanation(error: Mapping[str, Any], indent: str) -> list[str]:
             lines.extend(f"{indent}  {line}" for line in to_yaml(evidence).splitlines())
         if info.get("fix"):
             lines.append(f"{indent}Fix: {info['fix']}")
+        if info.get("fixCommand"):
+            lines.append(f"{indent}Command: {info['fixCommand']}")
+        if info.get("templateChange"):
+            lines.append(f"{indent}Template: {info['templateChange']}")
     return lines

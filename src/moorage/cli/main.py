@@ -10,7 +10,9 @@ import typer
 
 from moorage import __version__
 from moorage.cli import acr, container, deployment, group, identity, role, sp
+from moorage.cli.bundle import support_bundle
 from moorage.cli.command import EXIT_USAGE, HomeOption, OutputOption, UsageError, emit, run, settings
+from moorage.cli.diagnose import diagnose
 from moorage.cli.image import image_app
 from moorage.cli.output import OutputFormat
 from moorage.client import MoorageClient
@@ -26,6 +28,8 @@ app.add_typer(role.app, name="role")
 app.add_typer(container.app, name="container")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(image_app, name="image")
+app.command("diagnose")(diagnose)
+app.command("support-bundle")(support_bundle)
 
 
 @app.command()

@@ -375,7 +375,10 @@ def _credentials_fix(credential: CredentialUse, host: str, reg: str) -> Fix:
             )
         case CredentialKind.ADMIN_USER:
             command = f"az acr credential show -n {reg}"
-            text = f"Use the registry's current admin password ({command}), or use a managed identity."
+            text = (
+                "Check the username and password in imageRegistryCredentials: use the registry's current "
+                f"admin password ({command}), or use a managed identity."
+            )
         case CredentialKind.REPOSITORY_TOKEN:
             command = f"az acr token credential generate -n {credential.username} -r {reg}"
             text = (
