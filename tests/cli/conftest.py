@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import RawArm, fetch_token
 from tests.api.registry_support import cert_dir, skopeo
 from tests.images import busybox_image, write_layout
 from tests.server import RunningServer
@@ -112,3 +113,12 @@ def private_image(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield PrivateImage(rg, name, login, password)
     finally:
         cli.run("group", "delete", "-n", rg, "--yes", check=False)
+
+
+@pytest.fixture(scope="session")
+def raw(server: RunningServer) -> Iterator[RawArm]:
+    """Plain ARM calls as the bootstrap principal, for set-up the CLI has no verb for (identity
+    role assignments on a registry, pushes of hand-built images)."""
+    arm = RawArm(server, fetch_token(server, server.client_id, server.client_secret))
+    with arm.http:
+        yield arm
