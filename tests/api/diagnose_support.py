@@ -226,6 +226,23 @@ def deployment_path(raw: RawArm, setup: Setup, name: str) -> str:
     )
 
 
+def template_of(group: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A template deploying one container group (``group``: its name and resource properties)."""
+    resource = {
+        "type": "Microsoft.ContainerInstance/containerGroups",
+        "apiVersion": GROUP_API,
+        "name": group["name"],
+        "location": "[resourceGroup().location]",
+        **{k: v for k, v in group.items() if k != "name"},
+    }
+    return {
+        "$schema": SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "parameters": parameters or {},
+        "resources": [resource],
+    }
+
+
 def deploy_group(
     raw: RawArm,
     setup: Setup,
@@ -237,20 +254,11 @@ def deploy_group(
 ) -> dict[str, Any]:
     """Deploy a template with one container group resource (``parameters``: name → (type, value
     passed); ``defaults``: name → (type, defaultValue in the template)) and wait until it ends."""
-    resource = {
-        "type": "Microsoft.ContainerInstance/containerGroups",
-        "apiVersion": "2023-05-01",
-        "name": group.pop("name"),
-        "location": "[resourceGroup().location]",
-        **group,
-    }
-    template = {
-        "$schema": SCHEMA,
-        "contentVersion": "1.0.0.0",
-        "parameters": {k: {"type": v[0]} for k, v in parameters.items()}
+    template = template_of(
+        group,
+        {k: {"type": v[0]} for k, v in parameters.items()}
         | {k: {"type": v[0], "defaultValue": v[1]} for k, v in (defaults or {}).items()},
-        "resources": [resource],
-    }
+    )
     body = {
         "properties": {
             "mode": "Incremental",

@@ -31,6 +31,7 @@ from tests.api.diagnose_support import (
     put_group_error,
     statuses,
     step,
+    template_of,
 )
 from tests.api.registry_http import LoginServer, assign_role, basic, create_principal, delete_principal
 from tests.api.test_container_groups import runs_containers
@@ -496,10 +497,33 @@ def test_a_failed_deployment_is_diagnosed_from_its_request(
     assert secret not in json.dumps(report)
 
 
-def test_a_deployment_refused_for_an_unattached_identity(raw: RawArm, setup: Setup) -> None:
+def test_preflight_names_the_unattached_identity(raw: RawArm, setup: Setup) -> None:
+    """A body known up front is checked before the deployment starts: the refusal's inner error
+    carries the same cause."""
     body = group_body(
         setup.image, [{"server": setup.login, "identity": setup.identity}], identities=(setup.stranger,)
     )
+    response = raw.request(
+        "PUT",
+        deployment_path(raw, setup, "dep-preflight"),
+        api_version=DEPLOYMENT_API,
+        json={"properties": {"mode": "Incremental", "template": template_of({"name": "cg-pre", **body})}},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "InvalidTemplateDeployment"
+    [inner] = error["details"]
+    assert inner["code"] == "InvalidImageRegistryIdentity"
+    assert diagnosis_of(inner)["cause"] == "IdentityNotAttached"
+
+
+def test_a_deployment_refused_for_an_unattached_identity(raw: RawArm, setup: Setup) -> None:
+    """A body that needs a runtime value (here a tag read with reference()) is only checked when
+    the deployment sends it: the deployment fails, and diagnose reads the request it sent."""
+    body = group_body(
+        setup.image, [{"server": setup.login, "identity": setup.identity}], identities=(setup.stranger,)
+    )
+    body["tags"] = {"principal": f"[reference('{setup.stranger}', '2023-01-31').principalId]"}
     shown = deploy_group(
         raw, setup, "dep-unattached", group={"name": "cg-unattached-dep", **body}, parameters={}
     )

@@ -157,10 +157,8 @@ class DeploymentsProvider(ResourceProvider):
     ) -> tuple[str, dict[str, Any]] | None:
         """The PUT body the deployment ``deployment`` sends for ``resource_id`` (with its secure
         parameters: for ``moorage diagnose`` of a refused resource only)."""
-        scope = await self._scope(ctx, deployment)
-        if scope.resource_group is None:
-            found = await self._service.get(deployment.id)
-            scope = dataclasses.replace(scope, location=found.location)
+        found = await self._service.get(deployment.id)
+        scope = await self._scope(ctx, deployment, {"location": found.location})
         return await self._service.rendered_resource(deployment.id, resource_id, scope, ctx.base_url)
 
     async def on_scope_deleted(self, ctx: CallContext, scope: str) -> None:
