@@ -9,7 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.conftest import RawArm
-from tests.api.diagnose_support import Setup, diagnose_setup, firewall, group_body, put_group_error
+from tests.api.diagnose_support import (
+    Setup,
+    deploy_group,
+    diagnose_setup,
+    firewall,
+    group_body,
+    put_group_error,
+)
 from tests.cli.conftest import Cli
 
 
@@ -95,3 +102,29 @@ def test_yaml_output_and_a_bad_format(cli: Cli, raw: RawArm, setup: Setup) -> No
     result = cli.run("diagnose", setup.image, "--output", "tsv", check=False, timeout=300)
     assert result.returncode == 2
     assert result.stderr == "ERROR: --output must be text, json or yaml; got 'tsv'.\n"
+
+
+def test_a_deployment_named_with_its_kind(cli: Cli, raw: RawArm, setup: Setup) -> None:
+    """The form the demo uses: moorage diagnose deployment NAME --resource-group RG."""
+    firewall(raw, setup)
+    credential = {
+        "server": setup.login,
+        "username": setup.puller.app_id,
+        "password": "[parameters('secret')]",
+    }
+    group = {"name": "cg-cli-dep", "properties": group_body(setup.image, [credential])["properties"]}
+    shown = deploy_group(
+        raw, setup, "dep-cli", group=group, parameters={"secret": ("securestring", "not-the-secret")}
+    )
+    assert shown["properties"]["provisioningState"] == "Failed"
+    result = cli.run(
+        "diagnose", "deployment", "dep-cli", "--resource-group", setup.group, "-o", "json",
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["target"]["id"] == shown["id"]
+    assert report["cause"] == "CredentialsRejected"
+    missing = cli.run("diagnose", "container", "nothere", "-g", setup.group, check=False, timeout=300)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("ERROR: (ResourceNotFound) ")

@@ -75,10 +75,10 @@ async def _registries(client: MoorageClient, hosts: set[str]) -> dict[str, Any]:
 
 
 async def collect(
-    client: MoorageClient, ref: str, resource_group: str | None, out: Path | None
+    client: MoorageClient, ref: str, resource_group: str | None, out: Path | None, kind: str | None = None
 ) -> dict[str, Any]:
     """Fetch everything, write the archive; ``{"bundle": path, "files": [...]}``."""
-    target = await calls.resolve_target(client, ref, resource_group)
+    target = await calls.resolve_target(client, ref, resource_group, kind)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     root = f"moorage-support-{target.name}-{stamp}"
     bundle = Bundle(root, known={client.connection.client_secret})
@@ -134,8 +134,13 @@ async def collect(
 
 def support_bundle(
     target: Annotated[
-        str, typer.Argument(help="A deployment or container group: resource id, or name with -g.")
+        str,
+        typer.Argument(
+            help="A deployment or container group: resource id, name with -g, or the kind 'container' "
+            "or 'deployment' followed by the name."
+        ),
     ],
+    name: Annotated[str | None, typer.Argument(help="The name, after the kind.")] = None,
     resource_group: Annotated[
         str | None, typer.Option("--resource-group", "-g", help="Its resource group.")
     ] = None,
@@ -145,7 +150,8 @@ def support_bundle(
     home: HomeOption = None,
 ) -> None:
     """Write a support bundle (tar.gz) for a deployment or container group, secrets redacted."""
+    kind, ref = (target, name) if name is not None else (None, target)
     result = run(
-        home, lambda client: collect(client, target, resource_group, out), timeout=calls.DIAGNOSE_TIMEOUT_S
+        home, lambda client: collect(client, ref, resource_group, out, kind), timeout=calls.DIAGNOSE_TIMEOUT_S
     )
     typer.echo(json.dumps(result, indent=2))

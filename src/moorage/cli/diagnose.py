@@ -41,9 +41,16 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"image {subject}" + (f"  [group {check['group']}]" if check.get("group") else ""))
         for step in check.get("steps") or []:
             status = str(step.get("status"))
-            lines.append(f"  {_MARKS.get(status, status)} {step.get('number')}. {step.get('title')}")
-            if status in ("passed", "notApplicable", "failed"):
-                lines.extend(f"         {line}" for line in _evidence_lines(step.get("evidence") or {}))
+            title = f"  {_MARKS.get(status, status)} {step.get('number')}. {step.get('title')}"
+            evidence = step.get("evidence") or {}
+            if status == "failed":
+                lines.append(title)
+                lines.extend(f"         {line}" for line in _evidence_lines(evidence))
+            elif status in ("passed", "notApplicable"):
+                summary = _summary(str(step.get("check")), evidence)
+                lines.append(f"{title} — {summary}" if summary else title)
+            else:
+                lines.append(title)
         if check.get("cause"):
             fix = check.get("fix") or {}
             lines += [
@@ -59,6 +66,36 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# What a passed step shows on its line (all of it is in --output json).
+_SUMMARY_KEYS = {
+    "reference": ("normalized", "registryKind", "channel", "credentialKind"),
+    "reachability": ("peer", "status"),
+    "firewall": ("decision", "reason", "matchedIpRule"),
+    "authentication": ("credentialKind", "grantedScope"),
+    "authorization": ("granted", "rule"),
+    "manifest": ("digest", "platform"),
+    "blobs": ("blobs",),
+}
+
+
+def _summary(check: str, evidence: dict[str, Any]) -> str:
+    parts = []
+    for key in _SUMMARY_KEYS.get(check, ()):
+        value = evidence.get(key)
+        if value is None:
+            continue
+        if key == "blobs" and isinstance(value, list):
+            parts.append(f"{len(value)} reachable")
+        elif key == "grantedScope" and isinstance(value, list):
+            grants = [f"{g.get('name')}:{','.join(g.get('actions') or []) or '(nothing)'}" for g in value]
+            parts.append(f"granted {' '.join(grants)}")
+        else:
+            parts.append(f"{key} {value if isinstance(value, str) else json.dumps(value)}")
+    if "reason" in evidence and not parts:
+        parts.append(str(evidence["reason"]))
+    return ", ".join(parts)
+
+
 def _evidence_lines(evidence: dict[str, Any], limit: int = 12) -> list[str]:
     out = []
     for key, value in evidence.items():
@@ -71,9 +108,13 @@ def diagnose(  # noqa: PLR0917 - typer maps each parameter to an argument or opt
     target: Annotated[
         str,
         typer.Argument(
-            help="A container group or deployment (resource id, or name with -g), or an image reference."
+            help="A container group or deployment (resource id, or name with -g), an image reference, "
+            "or the kind 'container' or 'deployment' followed by the name.",
         ),
     ],
+    name: Annotated[
+        str | None, typer.Argument(help="The name, after the kind: moorage diagnose deployment NAME -g RG.")
+    ] = None,
     resource_group: Annotated[
         str | None,
         typer.Option("--resource-group", "-g", help="Resource group of a group or deployment name."),
@@ -99,12 +140,15 @@ def diagnose(  # noqa: PLR0917 - typer maps each parameter to an argument or opt
     chosen = output.lower()
     if chosen not in ("text", OutputFormat.JSON, OutputFormat.YAML):
         fail(f"--output must be text, json or yaml; got '{output}'.", EXIT_USAGE)
-    image_check = as_ is not None or (not target.startswith("/") and resource_group is None)
+    kind, ref = (target, name) if name is not None else (None, target)
+    image_check = kind is None and (as_ is not None or (not ref.startswith("/") and resource_group is None))
+    if kind is not None and as_ is not None:
+        fail("--as checks an image; a container group or deployment is checked with its own credentials.")
 
     async def go(client: MoorageClient) -> dict[str, Any]:
         if image_check:
-            return await calls.diagnose(client, image=target, as_=as_, password=password)
-        resolved = await calls.resolve_target(client, target, resource_group)
+            return await calls.diagnose(client, image=ref, as_=as_, password=password)
+        resolved = await calls.resolve_target(client, ref, resource_group, kind)
         return await calls.diagnose(client, target=resolved.id)
 
     report = run(home, go, timeout=calls.DIAGNOSE_TIMEOUT_S)

@@ -82,9 +82,28 @@ async def find(client: MoorageClient, path: str, api_version: str) -> dict[str, 
     return found
 
 
-async def resolve_target(client: MoorageClient, ref: str, resource_group: str | None) -> Target:
-    """A resource id as given, or a name in ``resource_group``: the container group of that name,
-    else the deployment. Raises :class:`ApiError` (404) when neither exists."""
+KINDS = {"container": "containerGroup", "group": "containerGroup", "deployment": "deployment"}
+
+
+async def resolve_target(
+    client: MoorageClient, ref: str, resource_group: str | None, kind: str | None = None
+) -> Target:
+    """A resource id as given, or a name in ``resource_group``: of ``kind`` (``container`` or
+    ``deployment``) when given, else the container group of that name, else the deployment.
+    Raises :class:`ApiError` (404) when there is none."""
+    if kind is not None:
+        wanted = KINDS.get(kind.lower())
+        if wanted is None:
+            raise ApiError(
+                400,
+                "InvalidDiagnosticsTarget",
+                f"'{kind}' is not a kind of target: use container or deployment.",
+            )
+        if not ref.startswith("/"):
+            if resource_group is None:
+                raise ApiError(400, "MissingResourceGroup", f"Give the resource group of '{ref}' (-g).")
+            make = group_id if wanted == "containerGroup" else deployment_id
+            return Target(wanted, make(client, resource_group, ref))
     if ref.startswith("/"):
         low = ref.lower()
         if f"/providers/{GROUP_TYPE.lower()}/" in low:
