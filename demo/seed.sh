@@ -125,7 +125,7 @@ M deployment operation group list --resource-group demo-rg --name demo-sp --outp
 done_step
 
 step "moorage diagnose: why can the platform not pull?"
-M diagnose deployment demo-sp --resource-group demo-rg | sed 's/^/    /' || true
+M diagnose deployment demo-sp --resource-group demo-rg | sed 's/^/    /' || [ $? -eq 3 ]  # 3: a cause was found
 done_step
 
 step "Apply the documented fix: a user-assigned identity with AcrPull, and allow trusted services"
@@ -168,7 +168,7 @@ if M deployment group create --resource-group demo-rg --name demo-wrong --templa
   exit 1
 fi
 sed 's/^/    /' "$WORK/wrong.err"
-M diagnose deployment demo-wrong --resource-group demo-rg | sed 's/^/    /' || true
+M diagnose deployment demo-wrong --resource-group demo-rg | sed 's/^/    /' || [ $? -eq 3 ]  # 3: a cause was found
 done_step
 
 step "Clean up"

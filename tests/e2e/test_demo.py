@@ -43,7 +43,8 @@ def test_make_demo() -> None:
         "At least one resource deployment operation failed.",
         "BadRequest",
         "Welcome to Azure Container Instances!",
-        "CredentialsRejected",
+        "result: FAILED (FirewallBlocksPlatform)",
+        "result: FAILED (CredentialsRejected)",
         "Demo complete.",
     ):
         assert expected in output, f"{expected!r} missing from the demo's output:\n{output[-4000:]}"
