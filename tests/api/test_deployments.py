@@ -611,7 +611,7 @@ def test_cancel_a_running_deployment(dc: DeploymentsMgmtClient, raw: RawArm, set
     the deployment: Canceled, its operation status Canceled, the dependent resource never made."""
     slow = container_group("cg-slow", setup.image, sp_credential(setup))
     slow["properties"]["initContainers"] = [
-        {"name": "wait", "properties": {"image": setup.image, "command": ["sleep", "5"]}}
+        {"name": "wait", "properties": {"image": setup.image, "command": ["sh", "-c", "sleep 5"]}}
     ]
     after = {
         "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
