@@ -63,6 +63,9 @@ class Settings:
     runtime: str = "auto"
     runtime_prefix: str = "moorage"
     runtime_subnet: str = "10.88.0.0/16"
+    # Seconds between reconciliation rounds of the runc backend while the server runs (adopt,
+    # record exits, remove debris; start-up always runs one); 0 disables the periodic rounds.
+    runtime_reconcile_interval_s: float = 60.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -113,6 +116,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds (fractions allowed)."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also rejects nan
+        raise InvalidArgument(
+            f"{name} must be a non-negative number of seconds, got {raw!r}", code="InvalidSetting"
+        )
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     """One of ``allowed`` (case-insensitive); the first is the default."""
     raw = env.get(name, "").strip().lower() or allowed[0]
@@ -160,4 +179,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         runtime=_choice(env, "MOORAGE_RUNTIME", ("auto", "runc", "fake")),
         runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
         runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
+        runtime_reconcile_interval_s=_seconds(env, "MOORAGE_RUNTIME_RECONCILE_INTERVAL", 60.0),
     )
