@@ -229,7 +229,8 @@ async def test_a_reconcile_loop_never_removes_objects_of_creates_and_deletes_in_
     rt = network_runtime
     reports: list[ReconcileReport] = []
     stop = asyncio.Event()
-    host_ports = random.sample(range(20000, 40000), 8)
+    workers, cycles = 4, 3
+    host_ports = random.sample(range(20000, 40000), workers * cycles)
 
     async def reconcile_loop() -> None:
         while not stop.is_set():
@@ -240,9 +241,9 @@ async def test_a_reconcile_loop_never_removes_objects_of_creates_and_deletes_in_
         """Cycles of: a sandbox with a published port, two containers created and started (each
         must come up running with its files), one deleted alone, then the whole sandbox."""
         seen = []
-        for cycle in range(2):
+        for cycle in range(cycles):
             sandbox_id = f"w{index}s{cycle}"
-            port = PortMapping(8080, host_port=host_ports[index * 2 + cycle])
+            port = PortMapping(8080, host_port=host_ports[index * cycles + cycle])
             await rt.create_sandbox(SandboxSpec(id=sandbox_id, hostname=sandbox_id, ports=[port]))
             for n in range(2):
                 container_id = f"{sandbox_id}c{n}"
@@ -258,11 +259,11 @@ async def test_a_reconcile_loop_never_removes_objects_of_creates_and_deletes_in_
 
     loop = asyncio.create_task(reconcile_loop())
     try:
-        started = await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(4))), 300)
+        started = await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(workers))), 300)
     finally:
         stop.set()
         await loop
-    assert sum(len(s) for s in started) == 16
+    assert sum(len(s) for s in started) == workers * cycles * 2
     assert len(reports) >= 5, "the loop hardly ran while the operations did"
     assert [r for r in reports if not clean(r)] == []
     assert await rt.sandboxes() == []

@@ -111,8 +111,20 @@ class Reconciler:
     def _unrecorded(self, container_id: str) -> bool:
         return not (self.runtime.layout.bundle(container_id) / "meta.json").exists()
 
+    def _stray(self, container_id: str, path: Path) -> bool:
+        """``path`` (a runc state dir, an exit file, a socket link) is there, and its container
+        has no record."""
+        return os.path.lexists(path) and self._unrecorded(container_id)
+
+    def _stray_conmon(self, container_id: str, pid: int, runc_id: str) -> bool:
+        return conmon.is_conmon_of(pid, runc_id) and self._unrecorded(container_id)
+
+    def _stray_cgroup(self, container_id: str, cgroup_path: str) -> bool:
+        return bool(cgroups.existing(cgroup_path)) and self._unrecorded(container_id)
+
     def _sandbox_unrecorded(self, sandbox_id: str) -> bool:
-        return not (self.runtime.layout.sandbox(sandbox_id) / "sandbox.json").exists()
+        directory = self.runtime.layout.sandbox(sandbox_id)
+        return directory.is_dir() and not (directory / "sandbox.json").exists()
 
     async def _remove(
         self,
@@ -124,7 +136,8 @@ class Reconciler:
     ) -> None:
         """Remove one piece of debris under the claim ``key``: skipped when an operation holds
         (or waits for) it, or when ``is_debris`` — asked with the claim held — says it is not
-        debris (any more)."""
+        debris, or not there, any more (the listing that named it may be stale: a delete that
+        finished since has removed it already)."""
         async with self.runtime.claims.attempt(key) as ours:
             if not ours or not is_debris():
                 return
@@ -142,6 +155,8 @@ class Reconciler:
             async with rt.claims.attempt(container_id) as ours:
                 if not ours:
                     continue  # an operation is at work on it
+                if not rt.layout.bundle(container_id).is_dir():
+                    continue  # deleted since the listing
                 if rt.layout.record(container_id) is None:
                     try:
                         await rt.teardown_container(container_id)
@@ -186,7 +201,7 @@ class Reconciler:
                     report,
                     container_id,
                     f"runc:{entry.id}",
-                    partial(self._unrecorded, container_id),
+                    partial(self._stray, container_id, rt.runc.root / entry.id),
                     partial(rt.runc.delete, entry.id),
                 )
         for runc_id, pid in conmon.find_conmons().items():
@@ -200,7 +215,7 @@ class Reconciler:
                     report,
                     container_id,
                     f"conmon:{runc_id}",
-                    partial(self._unrecorded, container_id),
+                    partial(self._stray_conmon, container_id, pid, runc_id),
                     kill,
                 )
 
@@ -224,7 +239,7 @@ class Reconciler:
                     report,
                     container_id,
                     f"{kind}:{path.name}",
-                    partial(self._unrecorded, container_id),
+                    partial(self._stray, container_id, path),
                     unlink,
                 )
 
@@ -240,7 +255,11 @@ class Reconciler:
                     raise RuntimeFailure("still has processes")
 
             await self._remove(
-                report, container_id, f"cgroup:{name}", partial(self._unrecorded, container_id), remove
+                report,
+                container_id,
+                f"cgroup:{name}",
+                partial(self._stray_cgroup, container_id, f"/{parent}/{name}"),
+                remove,
             )
 
     async def _sandboxes(self, report: ReconcileReport) -> None:
@@ -276,7 +295,7 @@ class Reconciler:
                 report,
                 key,
                 f"mount:{point}",
-                partial(_ownerless, owner),
+                partial(_stray_mount, owner, point),
                 unmount,
             )
 
@@ -299,10 +318,10 @@ def _text(exc: Exception) -> str:
     return exc.message if isinstance(exc, RuntimeFailure) else str(exc)
 
 
-def _ownerless(owner: Path | None) -> bool:
-    """A mount is debris when the bundle or sandbox directory it lies in is gone (a live one's
-    mounts are its own: they go with it)."""
-    return owner is None or not owner.is_dir()
+def _stray_mount(owner: Path | None, point: Path) -> bool:
+    """A mount is debris when it is still mounted and the bundle or sandbox directory it lies in
+    is gone (a live one's mounts are its own: they go with it)."""
+    return (owner is None or not owner.is_dir()) and point in mounts.mounts_under(point)
 
 
 __all__ = ["ReconcileReport", "Reconciler"]
