@@ -7,6 +7,8 @@ and a bootstrap service principal with Owner on that subscription.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -68,6 +70,7 @@ from moorage.instances.images import ImageSource, TransportRouter
 from moorage.instances.runtime.base import Runtime
 from moorage.instances.runtime.fake import FakeRuntime
 from moorage.instances.runtime.runc.network import SandboxNetwork
+from moorage.instances.runtime.runc.reconcile import Reconciler, ReconcileReport
 from moorage.instances.runtime.runc.runtime import RuncRuntime
 from moorage.instances.service import ContainerGroups
 from moorage.instances.snapshots import Snapshotter
@@ -173,6 +176,7 @@ class Moorage:
         self.listeners = listeners
         self.clock = clock or SystemClock()
         self.meta: MetaStore | None = None
+        self._reconciling: asyncio.Task[None] | None = None  # the runtime's periodic reconciler
 
     async def start(self) -> None:
         """Open the store, migrate, bootstrap on first start, resume operations, build the app."""
@@ -324,6 +328,17 @@ class Moorage:
             self.providers.add(provider)
         resumed = await self.container_groups.resume()
         log.info("container groups resumed", runtime=type(self.runtime).__name__, groups=resumed)
+        interval = settings.runtime_reconcile_interval_s
+        if isinstance(self.runtime, RuncRuntime) and interval > 0:
+            groups = self.container_groups
+
+            async def after_round(_report: ReconcileReport) -> None:
+                await groups.supervise()  # exits the round recorded reach the instance views
+
+            self._reconciling = asyncio.create_task(
+                Reconciler(self.runtime).run_forever(interval, after_round=after_round),
+                name="runtime-reconciler",
+            )
 
     def _bind_identity_endpoint(self) -> IdentitySecrets | None:
         """Bind the containers' managed-identity endpoint on the sandbox bridge's gateway address
@@ -522,6 +537,10 @@ class Moorage:
 
     async def close(self) -> None:
         # Containers keep running: only the supervision stops; the next start re-attaches.
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciling
         if hasattr(self, "container_groups"):
             await self.container_groups.close()
         await self.registry_gc.stop()

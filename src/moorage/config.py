@@ -68,6 +68,9 @@ class Settings:
     # The managed-identity endpoint containers reach on the bridge's gateway address (runc only);
     # 0 picks a free port at each start (containers created before a restart then lose it).
     identity_endpoint_port: int = DEFAULT_IDENTITY_ENDPOINT_PORT
+    # Seconds between reconciliation rounds of the runc backend while the server runs (adopt,
+    # record exits, remove debris; start-up always runs one); 0 disables the periodic rounds.
+    runtime_reconcile_interval_s: float = 60.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -125,6 +128,22 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds (fractions allowed)."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also rejects nan
+        raise InvalidArgument(
+            f"{name} must be a non-negative number of seconds, got {raw!r}", code="InvalidSetting"
+        )
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     """One of ``allowed`` (case-insensitive); the first is the default."""
     raw = env.get(name, "").strip().lower() or allowed[0]
@@ -173,4 +192,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
         runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
         identity_endpoint_port=_port(env, "MOORAGE_IDENTITY_ENDPOINT_PORT", DEFAULT_IDENTITY_ENDPOINT_PORT),
+        runtime_reconcile_interval_s=_seconds(env, "MOORAGE_RUNTIME_RECONCILE_INTERVAL", 60.0),
     )

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -261,7 +262,7 @@ class ContainerGroups:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._locks: dict[str, asyncio.Lock] = {}
-        self._watchers: dict[str, set[asyncio.Task[None]]] = {}
+        self._watchers: dict[str, dict[str, asyncio.Task[None]]] = {}  # group key → name → watcher
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ validation
@@ -895,12 +896,17 @@ class ContainerGroups:
 
     # ------------------------------------------------------------------ supervision
 
-    def _start_watchers(self, row: _Row, definition: GroupDefinition) -> None:
-        tasks = self._watchers.setdefault(row.key, set())
+    def _start_watchers(self, row: _Row, definition: GroupDefinition) -> int:
+        """A watcher for every container of the row that is not terminated and has none alive;
+        returns how many were started."""
+        tasks = self._watchers.setdefault(row.key, {})
+        started = 0
         for c in definition.containers:
             view = row.container(c.name)
             container_id = view.get("_id")
             if not container_id or (view.get("currentState") or {}).get("state") == TERMINATED:
+                continue
+            if c.name in tasks:
                 continue
             probes = ContainerProbes(
                 liveness=c.liveness_probe,
@@ -912,11 +918,13 @@ class ContainerGroups:
                 self._watch(row.key, c.name, str(container_id), row.generation, probes),
                 name=f"watch-{container_id}",
             )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks[c.name] = task
+            task.add_done_callback(functools.partial(_forget, tasks, c.name))
+            started += 1
+        return started
 
     async def _stop_watchers(self, key: str) -> None:
-        tasks = list(self._watchers.pop(key, set()))
+        tasks = list(self._watchers.pop(key, {}).values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -1073,11 +1081,10 @@ class ContainerGroups:
 
     # ------------------------------------------------------------------ start-up and shutdown
 
-    async def resume(self) -> int:
-        """Re-attach watchers to the containers of every running group; provision again the
-        groups whose sandbox is gone. Returns how many groups were resumed."""
+    async def _provisioned_rows(self) -> list[_Row]:
+        """Groups that should run and were provisioned."""
         async with self._store.connect() as conn:
-            rows = [
+            return [
                 self._row(r)
                 for r in await conn.execute(
                     sa.select(groups).where(
@@ -1085,6 +1092,11 @@ class ContainerGroups:
                     )
                 )
             ]
+
+    async def resume(self) -> int:
+        """Re-attach watchers to the containers of every running group; provision again the
+        groups whose sandbox is gone. Returns how many groups were resumed."""
+        rows = await self._provisioned_rows()
         sandboxes = {s.id for s in await self._runtime.sandboxes()}
         for row in rows:
             definition = self._definition(row)
@@ -1096,6 +1108,42 @@ class ContainerGroups:
             generation = await self._bump(row.key, desired=RUNNING)
             self._spawn(self._reprovision(row.id, generation))
         return len(rows)
+
+    async def supervise(self) -> int:
+        """The periodic complement of :meth:`resume`, run after each reconciliation round of the
+        runtime: every container of a running group that is not terminated gets a watcher if it
+        has none alive (its watcher ended on an error). The new watcher handles at once an exit
+        that happened meanwhile (e.g. one the reconciler recorded), so that the instance view,
+        the events, the restart policy and the group state follow. Groups being worked on (their
+        lock is held: provisioning, stop, delete) are left to that work. Returns how many
+        watchers it started."""
+        started = 0
+        for row in await self._provisioned_rows():
+            watched = self._watchers.get(row.key, {})
+            unwatched = [
+                name
+                for name, view in (row.views.get("containers") or {}).items()
+                if view.get("_id")
+                and (view.get("currentState") or {}).get("state") != TERMINATED
+                and name not in watched
+            ]
+            lock = self._lock(row.key)
+            if not unwatched or lock.locked():
+                continue
+            async with lock:
+                fresh = await self._load(row.key)
+                if (
+                    fresh is None
+                    or fresh.generation != row.generation
+                    or fresh.desired != RUNNING
+                    or fresh.provisioning_state != SUCCEEDED
+                ):
+                    continue
+                count = self._start_watchers(fresh, self._definition(fresh))
+            if count:
+                log.warning("container supervision resumed", group=row.id, watchers=count)
+            started += count
+        return started
 
     async def _reprovision(self, resource_id: str, generation: int) -> None:
         try:
@@ -1115,7 +1163,7 @@ class ContainerGroups:
 
     async def close(self) -> None:
         """Stop supervising (containers keep running: the next start re-attaches)."""
-        tasks = [t for ts in self._watchers.values() for t in ts] + list(self._background)
+        tasks = [t for ts in self._watchers.values() for t in ts.values()] + list(self._background)
         self._watchers.clear()
         for task in tasks:
             task.cancel()
@@ -1282,6 +1330,12 @@ def _apply_security_context(
         no_new_privileges=context.allow_privilege_escalation is False,
     )
     return user, privileges
+
+
+def _forget(tasks: dict[str, asyncio.Task[None]], name: str, task: asyncio.Task[None]) -> None:
+    """Done-callback of a watcher: drop it from its group's table (unless replaced already)."""
+    if tasks.get(name) is task:
+        del tasks[name]
 
 
 def _why(error: MoorageError) -> str:
