@@ -53,6 +53,7 @@ from typing import Any, BinaryIO, Protocol
 
 import sqlalchemy as sa
 
+from moorage.core import memory
 from moorage.core.clock import Clock, isoformat
 from moorage.core.errors import InvalidArgument, MoorageError, NotFound
 from moorage.core.log import get_logger
@@ -672,6 +673,9 @@ class ContainerGroups:
         except PullFailure as failure:
             # Check again for the diagnosed error; if the image is fine now, classify the pull's.
             raise await self._access.pull_error(definition.name, image, credentials, failure) from failure
+        finally:
+            # A pull frees ~100 MiB of transfer buffers that glibc would otherwise keep.
+            await asyncio.to_thread(memory.trim)
         return _Image(
             image_pulled.image.config_descriptor.digest,
             [[layer.digest, layer.media_type, layer.diff_id] for layer in image_pulled.layers],
