@@ -19,10 +19,18 @@ What it measures (medians over the runs; the two sides alternate, and who goes f
   Reference: ``skopeo copy docker://… oci:…`` + ``umoci unpack`` + writing the same
   ``config.json`` + ``runc run -d``. Both pull the same ~100 MB, 6-layer image from the same
   moorage registry. Target: <= 1.0x.
-* **Control-plane memory** — a separate Python process starts N containers (``sleep 3600``)
-  through ``RuncRuntime``; its ``VmRSS`` is read and every container's supervisor is checked
-  (it must be conmon, never a Python process). Target: <= 150 MB and no Python process per
-  container.
+* **Control-plane memory** — the real server (``python -m moorage serve``, the process that also
+  hosts the registry) runs N containers created through its ARM API (container groups of two
+  containers each, from the same image); its ``VmRSS`` is sampled, the process tree is listed
+  (every container's supervisor must be conmon, and no Python process may be the server's
+  descendant), then every group is deleted and the host is checked for leftovers. Target:
+  <= 150 MB and no Python process per container.
+* **Container groups, PUT → Running** (issue 5) — through the same server's ARM API: the time from
+  sending the PUT of a one-container group until GET shows it ``Running``. *Cached*: the image's
+  layers and snapshots are on the node already, beside bare ``runc run -d`` of a prepared bundle
+  (the warm reference). *Cold*: a fresh variant of the image per run (same layout and sizes,
+  other bytes, so nothing is cached), beside ``skopeo copy`` + ``umoci unpack`` + ``runc run -d``
+  of the same variant (the cold reference).
 
 The image is built here from the host's busybox-static plus five layers of files whose content
 is half random bytes and half word-like text, so that gzip shrinks it about as much as real
@@ -58,7 +66,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -66,8 +74,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the test suite's image builders and server fixture
 
+from arm_groups import ArmGroups, GroupImage, hundred_containers, put_to_running  # noqa: E402
 from benchdoc import write_section  # noqa: E402
 from tests.images import Image, build_image, tar_layer, write_layout  # noqa: E402
+from tests.runtime_support import leftovers as host_leftovers  # noqa: E402
 
 from moorage.core.log import configure as configure_logging  # noqa: E402
 from moorage.instances import mounts  # noqa: E402
@@ -89,6 +99,10 @@ DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
 SECTION_START = "<!-- runtime-bench:start -->"
 SECTION_END = "<!-- runtime-bench:end -->"
 HEADING = "## Runtime (issue 4)"
+GROUPS_START = "<!-- container-groups-bench:start -->"
+GROUPS_END = "<!-- container-groups-bench:end -->"
+GROUPS_HEADING = "## Container groups: PUT → Running (issue 5)"
+POLL_MS = 20
 RUNC = "/usr/sbin/runc"
 CONMON = "/usr/bin/conmon"
 BUSYBOX = Path("/bin/busybox")
@@ -118,11 +132,13 @@ class Profile:
     warm_runs: int  # per variant
     cold_runs: int  # per side
     rss_containers: int
-    rss_groups: int  # the containers are spread over this many sandboxes (container groups)
+    rss_groups: int  # the containers are spread over this many container groups
+    arm_cached_runs: int  # per side
+    arm_cold_runs: int  # per side (one fresh image variant each)
 
 
-FULL = Profile("full", 5, 20 * MIB, 400, 20, 7, 100, 50)
-QUICK = Profile("quick", 5, 2 * MIB, 40, 4, 2, 10, 5)
+FULL = Profile("full", 5, 20 * MIB, 400, 20, 7, 100, 50, 10, 5)
+QUICK = Profile("quick", 5, 2 * MIB, 40, 4, 2, 10, 5, 2, 1)
 
 
 # -- the host objects one run owns ------------------------------------------------------------------
@@ -183,8 +199,8 @@ class Setup:
         )
 
 
-def free_subnet() -> str:
-    """A /24 in 10.0.0.0/8 that no route on this host touches."""
+def free_subnet(avoid: str | None = None) -> str:
+    """A /24 in 10.0.0.0/8 that no route on this host touches (nor ``avoid``)."""
     routes = subprocess.run(
         ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=False
     )
@@ -195,7 +211,7 @@ def free_subnet() -> str:
     rng = random.Random()  # noqa: S311 - picking an address, not a secret
     for _ in range(1000):
         candidate = ipaddress.ip_network(f"10.{rng.randint(100, 250)}.{rng.randint(0, 255)}.0/24")
-        if not any(candidate.overlaps(net) for net in used if net.prefixlen > 0):
+        if str(candidate) != avoid and not any(candidate.overlaps(net) for net in used if net.prefixlen > 0):
             return str(candidate)
     raise RuntimeError("no free 10.x.y.0/24 subnet")
 
@@ -233,19 +249,26 @@ class BuiltImage:
     files: int
 
 
-def bench_image(profile: Profile) -> BuiltImage:
-    rng = random.Random(SEED)  # noqa: S311 - reproducible test data, not a secret
+def bench_image(profile: Profile, seed: int = SEED) -> BuiltImage:
+    """The bench image; another ``seed`` gives a variant with the same layout and sizes and other
+    bytes in every layer (the base layer too: one file differs)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not a secret
     corpus = word_corpus(rng, 4 * MIB)
     applets = subprocess.run(
         [str(BUSYBOX), "--list"], check=True, capture_output=True, text=True
     ).stdout.split()
     base = tar_layer(
-        {"bin/busybox": BUSYBOX.read_bytes(), "etc/passwd": PASSWD.encode(), "etc/group": GROUP.encode()},
+        {
+            "bin/busybox": BUSYBOX.read_bytes(),
+            "etc/passwd": PASSWD.encode(),
+            "etc/group": GROUP.encode(),
+            "etc/variant": f"{seed}\n".encode(),
+        },
         modes={"bin/busybox": 0o755},
         symlinks={f"bin/{name}": "busybox" for name in applets if name != "busybox"},
     )
     layers = [base]
-    files = 3 + len(applets)
+    files = 4 + len(applets)
     for index in range(1, profile.data_layers + 1):
         content: dict[str, bytes] = {}
         for number, size in enumerate(file_sizes(rng, profile.files_per_layer, profile.layer_bytes)):
@@ -277,7 +300,10 @@ class Registry:
 
     @property
     def reference(self) -> str:
-        return f"{self.login_server}/{REPOSITORY}:{TAG}"
+        return self.tagged(TAG)
+
+    def tagged(self, tag: str) -> str:
+        return f"{self.login_server}/{REPOSITORY}:{tag}"
 
 
 def create_registry(server: Any, workdir: Path) -> Registry:
@@ -306,13 +332,13 @@ def create_registry(server: Any, workdir: Path) -> Registry:
     )
 
 
-def push(registry: Registry, layout: Path) -> None:
+def push(registry: Registry, layout: Path, tag: str = TAG) -> None:
     result = subprocess.run(
         [
             "skopeo", "copy", "--preserve-digests",
             "--dest-cert-dir", str(registry.cert_dir),
             "--dest-creds", f"{registry.username}:{registry.password}",
-            f"oci:{layout}:{TAG}", f"docker://{registry.reference}",
+            f"oci:{layout}:{tag}", f"docker://{registry.tagged(tag)}",
         ],
         capture_output=True,
         text=True,
@@ -428,21 +454,6 @@ def rss_kib(pid: int | str = "self") -> dict[str, int]:
     return values
 
 
-def exe_of(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return "?"
-
-
-def python_processes() -> list[int]:
-    return [
-        int(entry.name)
-        for entry in os.scandir("/proc")
-        if entry.name.isdigit() and "python" in os.path.basename(exe_of(int(entry.name)))
-    ]
-
-
 def load1() -> float:
     return os.getloadavg()[0]
 
@@ -457,6 +468,9 @@ class Results:
     cold: dict[str, Series] = field(default_factory=dict)
     cold_steps: dict[str, Series] = field(default_factory=dict)
     rss: dict[str, Any] = field(default_factory=dict)
+    arm_cached: dict[str, Series] = field(default_factory=dict)
+    arm_cold: dict[str, Series] = field(default_factory=dict)
+    server_rss_kib: dict[str, int] = field(default_factory=dict)  # the server's VmRSS after each phase
     loads: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -674,7 +688,7 @@ class Bench:
             "run": done - unpacked_at,
         }
 
-    def cold_reference(self) -> dict[str, float]:
+    def cold_reference(self, tag: str = TAG) -> dict[str, float]:
         container_id = self.reference_id()
         where = self.workdir / "cold" / container_id
         layout, bundle = where / "oci", where / "bundle"
@@ -686,11 +700,11 @@ class Bench:
                     "skopeo", "copy",
                     "--src-cert-dir", str(self.registry.cert_dir),
                     "--src-creds", f"{self.registry.username}:{self.registry.password}",
-                    f"docker://{self.registry.reference}", f"oci:{layout}:{TAG}",
+                    f"docker://{self.registry.tagged(tag)}", f"oci:{layout}:{tag}",
                 ]
             )  # fmt: skip
             pulled_at = time.perf_counter()
-            run_tool(["umoci", "unpack", "--image", f"{layout}:{TAG}", str(bundle)])
+            run_tool(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)])
             unpacked_at = time.perf_counter()
             self.write_config(bundle, container_id)
             run_tool(
@@ -746,36 +760,79 @@ class Bench:
                 flush=True,
             )
 
-    # -- memory ---------------------------------------------------------------------------------
+    # -- container groups through the server's ARM API ------------------------------------------
 
-    def rss(self) -> None:
+    async def arm_cached(self, arm: ArmGroups) -> None:
+        """PUT → Running of a one-container group whose image the node has (layers and
+        snapshots), alternating with bare ``runc run -d`` of a prepared bundle."""
         self.results.loads.append(load1())
-        out = self.workdir / "rss.json"
-        request = {
-            "setup": asdict(self.setup),
-            "lowers": [str(p) for p in self.lowers],
-            "containers": self.profile.rss_containers,
-            "groups": self.profile.rss_groups,
-            "out": str(out),
-        }
-        with (self.workdir / "rss-worker.log").open("wb") as log:
-            code = subprocess.call(
-                [sys.executable, str(Path(__file__).resolve()), "--rss-worker", json.dumps(request)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                timeout=1800,
-            )
-        if code != 0 or not out.exists():
-            text = (self.workdir / "rss-worker.log").read_text(errors="replace")
-            raise RuntimeError(f"the RSS worker failed ({code}): {text[-4000:]}")
-        self.results.rss = json.loads(out.read_text())
+        image = self.group_image(TAG)
+        await put_to_running(arm, "warmup", image)  # pulls and unpacks once (untimed)
+        await arm.delete("warmup")
+        series = {MOORAGE: Series(), "runc run -d": Series()}
+        for run in range(self.profile.arm_cached_runs):
+            order = [MOORAGE, "runc run -d"] if run % 2 == 0 else ["runc run -d", MOORAGE]
+            for side in order:
+                if side == MOORAGE:
+                    name = f"cached{run}"
+                    series[side].add(await put_to_running(arm, name, image))
+                    await arm.delete(name)
+                else:
+                    series[side].add(self.warm_runc_run())
+        self.results.arm_cached = series
         print(
-            f"  rss: {self.results.rss['vmrss_kib'] / 1024:.1f} MiB with "
-            f"{self.results.rss['running']} containers",
+            f"  ARM cached: PUT → Running {series[MOORAGE].median * 1000:.0f} ms, runc run -d "
+            f"{series['runc run -d'].median * 1000:.1f} ms",
             flush=True,
         )
+
+    async def arm_cold(self, arm: ArmGroups) -> None:
+        """PUT → Running of a group whose image nothing has seen (a fresh variant per run),
+        alternating with skopeo + umoci + runc of the same variant."""
+        self.results.loads.append(load1())
+        series: dict[str, Series] = {MOORAGE: Series(), REFERENCE: Series()}
+        for run in range(self.profile.arm_cold_runs):
+            tag = f"cold{run}"
+            built = await asyncio.to_thread(bench_image, self.profile, SEED + 1000 + run)
+            layout = await asyncio.to_thread(write_layout, self.workdir / f"layout-{tag}", tag, built.image)
+            await asyncio.to_thread(push, self.registry, layout, tag)
+            shutil.rmtree(layout)
+            order = [MOORAGE, REFERENCE] if run % 2 == 0 else [REFERENCE, MOORAGE]
+            for side in order:
+                await asyncio.to_thread(os.sync)  # as in the cold phase: nobody pays the other's writeback
+                if side == MOORAGE:
+                    name = f"cold{run}"
+                    series[side].add(await put_to_running(arm, name, self.group_image(tag)))
+                    await arm.delete(name)
+                else:
+                    series[side].add(self.cold_reference(tag)["total"])
+            print(
+                f"  ARM cold run {run + 1}: PUT → Running {series[MOORAGE].values[-1]:.2f} s, "
+                f"reference {series[REFERENCE].values[-1]:.2f} s",
+                flush=True,
+            )
+        self.results.arm_cold = series
+
+    async def rss(self, arm: ArmGroups, server: ServerProcess) -> None:
+        self.results.loads.append(load1())
+        self.results.rss = await hundred_containers(
+            arm,
+            self.group_image(TAG),
+            server_pid=server.pid,
+            containers=self.profile.rss_containers,
+            groups=self.profile.rss_groups,
+            host=server,
+        )
+        rss = self.results.rss
+        print(
+            f"  rss: {rss['vmrss_kib'] / 1024:.1f} MiB with {rss['running']} containers; "
+            f"leftovers after deleting: {rss['leftovers'] or 'none'}",
+            flush=True,
+        )
+
+    def group_image(self, tag: str) -> GroupImage:
+        registry = self.registry
+        return GroupImage(registry.tagged(tag), registry.login_server, registry.username, registry.password)
 
 
 def layer_opener(content: Path, digest: str, media_type: str) -> Callable[[], BinaryIO]:
@@ -787,75 +844,53 @@ def layer_opener(content: Path, digest: str, media_type: str) -> Callable[[], Bi
     return lambda: open_layer(path, media_type)
 
 
-# -- the memory worker (a process of its own) -------------------------------------------------------
+# -- the server's runtime on the host ----------------------------------------------------------------
 
 
-async def rss_worker(request: dict[str, Any]) -> dict[str, Any]:
-    setup = Setup(**request["setup"])
-    lowers = [Path(p) for p in request["lowers"]]
-    total, groups = int(request["containers"]), int(request["groups"])
-    runtime = setup.runtime()
-    python_before = python_processes()
-    baseline = rss_kib()
-    sandboxes = [f"rss{g}" for g in range(groups)]
-    ids = [f"r{i}" for i in range(total)]
-    try:
-        began = time.perf_counter()
-        for sandbox in sandboxes:
-            await runtime.create_sandbox(SandboxSpec(id=sandbox, hostname=sandbox))
-        for index, container_id in enumerate(ids):
-            spec = ContainerSpec(
-                id=container_id,
-                sandbox_id=sandboxes[index % groups],
-                rootfs_layers=lowers,
-                args=ARGS,
-                env=ENV,
-                resources=RESOURCES,
-                stop_grace_s=0,
-            )
-            await runtime.create(spec)
-            await runtime.start(container_id)
-        started = time.perf_counter() - began
-        states = await runtime.containers()
-        running = [s for s in states if s.status is ContainerStatus.RUNNING]
-        supervisors: dict[str, int] = {}
-        for state in running:
-            parent = rss_kib(state.pid or 0)["PPid"]
-            supervisors[exe_of(parent)] = supervisors.get(exe_of(parent), 0) + 1
-        conmon_rss = [
-            rss_kib(pid)["VmRSS"] for pid in conmon.find_conmons({runtime.runc_id(c) for c in ids}).values()
-        ]
-        mine = rss_kib()
-        python_during = python_processes()
-        own_children = [pid for pid in python_during if rss_kib(pid).get("PPid") == os.getpid()]
-        result = {
-            "requested": total,
-            "groups": groups,
-            "running": len(running),
-            "seconds_to_start": started,
-            "baseline_vmrss_kib": baseline["VmRSS"],
-            "vmrss_kib": mine["VmRSS"],
-            "vmhwm_kib": mine["VmHWM"],
-            "rss_anon_kib": mine["RssAnon"],
-            "threads": mine["Threads"],
-            "supervisors": supervisors,
-            "python_supervisors": sum(
-                n for exe, n in supervisors.items() if "python" in os.path.basename(exe)
-            ),
-            "python_children_of_control_plane": len(own_children),
-            "python_processes_before": len(python_before),
-            "python_processes_during": len(python_during),
-            "conmons": len(conmon_rss),
-            "conmon_rss_kib_median": statistics.median(conmon_rss) if conmon_rss else 0,
-            "conmon_rss_kib_total": sum(conmon_rss),
+class ServerProcess:
+    """The moorage server under test and its runtime's objects on this host (its runtime uses the
+    default runc root and cgroup parent, with the server's own prefix)."""
+
+    runc_root = Path("/run/moorage/runc")
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.prefix: str = server.runtime_prefix
+        self.state_dir: Path = server.home / "node" / "runtime"
+
+    @property
+    def pid(self) -> int:
+        assert self.server.process is not None
+        return int(self.server.process.pid)
+
+    def vmrss_kib(self) -> int:
+        return rss_kib(self.pid)["VmRSS"]
+
+    def container_pids(self) -> dict[str, int]:
+        listing = subprocess.run(
+            [RUNC, "--root", str(self.runc_root), "list", "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return {
+            entry["id"]: int(entry["pid"])
+            for entry in json.loads(listing.stdout or "null") or []
+            if entry["id"].startswith(f"{self.prefix}-") and entry["status"] == "running"
         }
-    finally:
-        teardown_began = time.perf_counter()
-        for sandbox in sandboxes:
-            with contextlib.suppress(Exception):
-                await runtime.delete_sandbox(sandbox)
-    result["seconds_to_tear_down"] = time.perf_counter() - teardown_began
-    return result
+
+    def conmon_pids(self) -> list[int]:
+        return [pid for rid, pid in conmon.find_conmons().items() if rid.startswith(f"{self.prefix}-")]
+
+    def leftovers(self) -> list[str]:
+        found = host_leftovers(self.prefix, self.state_dir)
+        for kind in ("containers", "sandboxes"):
+            found += [f"{kind} {p.name}" for p in (self.state_dir / kind).iterdir()]
+        argv = ["nft", "list", "map", "ip", self.prefix, "hostports"]
+        elements = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        if "elements" in elements:
+            found.append("nftables host-port elements")
+        return found
 
 
 # -- cleaning up ------------------------------------------------------------------------------------
@@ -997,7 +1032,6 @@ def report(
     elapsed: float,
     loads: tuple[tuple[float, float, float], tuple[float, float, float]],
     facts: dict[str, str],
-    server_rss_kib: list[int],
 ) -> str:
     warm, cold, rss = results.warm, results.cold, results.rss
     before, after = loads
@@ -1012,8 +1046,8 @@ def report(
         f"cgroup {facts['cgroup']}, {facts['fs']} under {tempfile.gettempdir()}, Python {facts['python']}. "
         f"The CPUs are shared with other work: load average {before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f} "
         f"(1/5/15 min) before the run, {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f} after it; the 1-minute "
-        f"load was {', '.join(f'{v:.2f}' for v in results.loads)} at the starts of the warm, cold and "
-        "memory phases.",
+        f"load was {', '.join(f'{v:.2f}' for v in results.loads)} at the starts of the memory, warm, "
+        "cold, cached PUT and cold PUT phases.",
         f"- Tools: {facts['tools']}. moorage: {facts['moorage']}.",
         f"- Image: busybox-static base layer + {profile.data_layers} layers, {image.files} files, "
         f"{image.uncompressed / MIB:.0f} MiB uncompressed, {image.compressed / MIB:.0f} MiB gzipped "
@@ -1063,31 +1097,46 @@ def report(
     rss_mib = rss["vmrss_kib"] / 1024
     rss_ok = rss_mib <= 150 and rss["running"] == rss["requested"]
     if not rss_ok:
-        missed.append(f"control-plane RSS ({rss_mib:.1f} MiB)")
+        missed.append(f"control-plane RSS ({rss_mib:.1f} MiB, {rss['running']} running)")
     lines.append(
-        f"| Control-plane VmRSS with {rss['running']} running containers in {rss['groups']} groups (MiB) "
-        f"| {rss_mib:.1f} (peak {rss['vmhwm_kib'] / 1024:.1f}; {rss['baseline_vmrss_kib'] / 1024:.1f} "
-        f"before the first) | | | <= 150 MiB: {'met' if rss_ok else 'MISSED'} |"
+        f"| Control-plane VmRSS with {rss['running']} running containers in {rss['groups']} groups, "
+        "created through ARM; the server had taken the image's push, its first group pulled it (MiB) "
+        f"| {rss_mib:.1f} (median of 10 samples; max {rss['vmrss_kib_max'] / 1024:.1f}, "
+        f"{rss['idle_vmrss_kib'] / 1024:.1f} before the first group) | | | <= 150 MiB: "
+        f"{'met' if rss_ok else 'MISSED'} |"
     )
-    per_container = rss["python_supervisors"] + rss["python_children_of_control_plane"]
+    end_kib = list(results.server_rss_kib.values())[-1]
+    lines.append(
+        "| The same server's VmRSS at the end of the run, after serving every pull of the later phases "
+        f"(MiB) | {end_kib / 1024:.1f} | | | (no target) |"
+    )
+    per_container = rss["python_supervisors"] + rss["python_descendants"]
     if per_container:
         missed.append("Python processes per container")
     supervisors = ", ".join(f"`{exe}` × {n}" for exe, n in rss["supervisors"].items())
     lines.append(
-        f"| Python processes per container | {per_container} (supervisors: {supervisors}) | | "
-        f"| 0: {'met' if per_container == 0 else 'MISSED'} |"
+        f"| Python processes per container | {per_container} (parents of the containers' init: "
+        f"{supervisors}) | | | 0: {'met' if per_container == 0 else 'MISSED'} |"
     )
+    if rss["leftovers"]:
+        missed.append("cleanup after deleting the groups")
+    descendants = ", ".join(f"`{exe}` × {n}" for exe, n in rss["server_descendants"].items()) or "none"
+    checkpoints = "; ".join(f"{where}: {kib / 1024:.1f}" for where, kib in results.server_rss_kib.items())
     lines += [
         "",
-        f"Memory details: conmon VmRSS {rss['conmon_rss_kib_median'] / 1024:.1f} MiB per container (median; "
-        f"{rss['conmon_rss_kib_total'] / 1024:.0f} MiB for {rss['conmons']}); the control-plane process had "
-        f"{rss['threads']} threads; starting {rss['running']} containers took "
-        f"{rss['seconds_to_start']:.1f} s (sandboxes included) and tearing them down "
-        f"{rss['seconds_to_tear_down']:.1f} s. Host Python processes: {rss['python_processes_before']} "
-        f"before, {rss['python_processes_during']} with the containers running (other work shares the "
-        "host). For scale: the moorage server process (registry and ARM; the runtime is not wired into "
-        f"it yet) had VmRSS {server_rss_kib[0] / 1024:.1f} MiB after the push and "
-        f"{server_rss_kib[1] / 1024:.1f} MiB after serving every pull of the run.",
+        f"Memory details. The server is one process (ARM, the registry, the runtime, {rss['threads']} "
+        f"threads); its descendants while the containers ran: {descendants}. Each container is "
+        f"supervised by a conmon ({rss['conmons']} of them, {rss['conmon_rss_kib_median'] / 1024:.1f} "
+        f"MiB VmRSS each, median), double-forked away from the server. Peak VmRSS while the groups were "
+        f"created: {rss['peak_vmrss_kib'] / 1024:.1f} MiB (VmHWM over the server's life "
+        f"{rss['vmhwm_kib'] / 1024:.1f}). Creating the {rss['groups']} groups (8 PUTs at a time, each "
+        f"until Running) took {rss['seconds_to_start']:.1f} s, deleting them "
+        f"{rss['seconds_to_delete']:.1f} s; afterwards the host held "
+        f"{'nothing of the server' if not rss['leftovers'] else ', '.join(rss['leftovers'])} (containers, "
+        "mounts, cgroups, conmons, runc state, network namespaces, host-port elements checked). Host "
+        f"Python processes: {rss['python_processes_before']} before, {rss['python_processes_during']} "
+        "with the containers running (other work shares the host). The server's VmRSS (MiB) over the "
+        f"run: {checkpoints}.",
         "",
         "Where moorage's create → running goes (median per step over the runs; runc commands are separate "
         "processes, the overlay mount runs in a worker thread). Cold: the same steps right after the "
@@ -1108,22 +1157,101 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path: Path, body: str) -> None:
+def groups_report(
+    profile: Profile, results: Results, *, command: str, started: datetime.datetime, image: BuiltImage
+) -> str:
+    """The container-groups section (issue 5): PUT → Running beside issue 4's baselines."""
+    cached, cold = results.arm_cached, results.arm_cold
+    lines = [
+        f"Run: {started:%Y-%m-%d %H:%M} UTC, profile `{profile.name}`, the same run as the runtime section "
+        "above (machine, load and tools there).",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "- Server: `python -m moorage serve --port 0` (runc runtime, default settings), the same process "
+        "that hosts the registry; the client is httpx with the bootstrap principal's bearer token.",
+        "- Group: one container, the image's own command (`sleep 3600`), cpu 1, memoryInGB 0.5, "
+        "username/password credentials for the registry (admin user), `2023-05-01`. Timed from sending "
+        f"the PUT until GET shows `provisioningState` `Succeeded` and `instanceView.state` `Running` (GET "
+        f"polled every {POLL_MS} ms). It includes the image check of validation (token round trip and "
+        "manifest HEAD on the platform channel), the LRO, the pull (resolve only, when cached), a new "
+        "network namespace on the CNI bridge, and the container's create and start. The group is "
+        "deleted after each run (untimed).",
+        f"- Cached: the image ({image.uncompressed / MIB:.0f} MiB, {len(image.image.layers)} layers) was "
+        "pulled and unpacked by a first, untimed group. Reference: bare `runc run -d` of a prepared "
+        "bundle (overlay mounted, the `config.json` moorage generates) in a network namespace made "
+        "beforehand — issue 4's warm baseline, measured alternately in the same loop.",
+        "- Cold: a fresh variant of the image for each run (same layers, sizes and file counts; other "
+        "bytes in every layer), pushed beforehand (untimed), so neither side has any of it. Reference: "
+        "`skopeo copy` + `umoci unpack` + `runc run -d` of the same variant — issue 4's cold baseline. "
+        "The two sides alternate, after an untimed `sync`.",
+        "",
+        "| Metric | moorage (ARM) | reference | moorage / reference |",
+        "|---|---:|---:|---:|",
+    ]
+    ours, ref = cached[MOORAGE], cached["runc run -d"]
+    lines.append(
+        f"| PUT → Running, cached image (ms), vs `runc run -d` (n={len(ours.values)}) "
+        f"| {ms(ours.median)} ({ours.spread(1000, 0)}) | {ms(ref.median)} ({ref.spread(1000, 0)}) "
+        f"| {ours.median / ref.median:.2f}x |"
+    )
+    ours, ref = cold[MOORAGE], cold[REFERENCE]
+    lines.append(
+        f"| PUT → Running, cold image (s), vs `skopeo copy` + `umoci unpack` + `runc run -d` "
+        f"(n={len(ours.values)}) | {ours.median:.3f} ({ours.spread(1, 2)}) | {ref.median:.3f} "
+        f"({ref.spread(1, 2)}) | {ours.median / ref.median:.2f}x |"
+    )
+    lines += [
+        "",
+        "No target is set for these (issue 5 asks for the numbers beside issue 4's baselines). For the "
+        "runtime alone (no ARM, no new network namespace) see the warm and cold rows of the runtime "
+        "section.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(path: Path, body: str, groups_body: str) -> None:
     write_section(path, body, start=SECTION_START, end=SECTION_END, heading=HEADING)
+    write_section(path, groups_body, start=GROUPS_START, end=GROUPS_END, heading=GROUPS_HEADING)
 
 
 # -- main -------------------------------------------------------------------------------------------
 
 
-async def measure(profile: Profile, setup: Setup, registry: Registry) -> Results:
+async def measure(profile: Profile, setup: Setup, registry: Registry, server: ServerProcess) -> Results:
+    """Every phase, in this order: the 100 containers through the server's ARM API, warm and cold
+    starts through a ``RuncRuntime`` of the bench's own (the server only serves the registry),
+    then PUT → Running with a cached and with cold images through the server's ARM API."""
+    from tests.api.conftest import fetch_token  # noqa: PLC0415 - pulls in the Azure SDK
+
     runtime = setup.runtime()
     bench = Bench(profile, setup, registry, runtime)
+    checkpoints = bench.results.server_rss_kib
+    checkpoints["after the push"] = server.vmrss_kib()
+    token = await asyncio.to_thread(
+        fetch_token, server.server, server.server.client_id, server.server.client_secret
+    )
+    plane = server.server
+    arm = ArmGroups(plane.endpoint, plane.ca_path, token, plane.subscription_id, "bench")
     try:
+        # Memory first: the server has served the push only, and its first group pulls the image
+        # (on the platform channel, in-process) as a control plane's first group would.
+        await bench.rss(arm, server)
+        rss = bench.results.rss
+        checkpoints[f"with {rss['running']} containers running"] = rss["vmrss_kib"]
+        checkpoints["after deleting those groups"] = rss["after_delete_vmrss_kib"]
         await bench.prepare()
         await bench.warm()
         await bench.cold()
-        bench.rss()
+        checkpoints["after serving the warm and cold phases' pulls"] = server.vmrss_kib()
+        await bench.arm_cached(arm)
+        checkpoints["after the cached PUT → Running runs"] = server.vmrss_kib()
+        await bench.arm_cold(arm)
+        checkpoints["after the cold PUT → Running runs (end of the run)"] = server.vmrss_kib()
     finally:
+        await arm.aclose()
         problems = await sweep_runtime(setup)
         problems += await asyncio.to_thread(sweep_host, setup)
         if problems:
@@ -1159,14 +1287,8 @@ def main() -> int:
         help=f"write results into this Markdown file (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
         "run; a --quick run only prints unless --doc is given)",
     )
-    parser.add_argument("--rss-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure_logging(level="warning")
-    if args.rss_worker:
-        request = json.loads(args.rss_worker)
-        result = asyncio.run(rss_worker(request))
-        Path(request["out"]).write_text(json.dumps(result))
-        return 0
     check_host()
     profile = QUICK if args.quick else FULL
     doc = args.doc if args.doc is not None else (None if args.quick else DEFAULT_DOC)
@@ -1177,13 +1299,18 @@ def main() -> int:
     clock = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="moorage-rtbench-"))
     setup = Setup(str(workdir), secrets.token_hex(3), free_subnet())
-    print(f"runtime bench ({profile.name}) in {workdir}, prefix {setup.prefix}", flush=True)
     from tests.server import RunningServer  # noqa: PLC0415
 
-    server = RunningServer(workdir / "home")
+    server = RunningServer(workdir / "home", runtime_subnet=free_subnet(avoid=setup.subnet))
+    print(
+        f"runtime bench ({profile.name}) in {workdir}, prefix {setup.prefix}, server prefix "
+        f"{server.runtime_prefix}",
+        flush=True,
+    )
     with interruptible(), contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         stack.callback(sweep, setup)
+        stack.callback(server.remove_runtime_objects)  # after the stop below (callbacks run LIFO)
         print("  building the image", flush=True)
         image = bench_image(profile)
         layout = write_layout(workdir / "layout", TAG, image.image)
@@ -1198,10 +1325,7 @@ def main() -> int:
         push(registry, layout)
         shutil.rmtree(layout)
         print(f"  pushed to {registry.reference}", flush=True)
-        assert server.process is not None
-        server_rss = [rss_kib(server.process.pid)["VmRSS"]]
-        results = asyncio.run(measure(profile, setup, registry))
-        server_rss.append(rss_kib(server.process.pid)["VmRSS"])
+        results = asyncio.run(measure(profile, setup, registry, ServerProcess(server)))
     load_after = os.getloadavg()
     text = report(
         profile,
@@ -1212,12 +1336,13 @@ def main() -> int:
         elapsed=time.monotonic() - clock,
         loads=(load_before, load_after),
         facts=facts,
-        server_rss_kib=server_rss,
     )
+    groups_text = groups_report(profile, results, command=command, started=started, image=image)
     print()
     print(text)
+    print(groups_text)
     if doc is not None:
-        write_doc(doc, text)
+        write_doc(doc, text, groups_text)
         print(f"results written to {doc}")
     return 0
 

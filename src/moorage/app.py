@@ -7,8 +7,12 @@ and a bootstrap service principal with Owner on that subscription.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import json
 import os
+import platform
 import re
 import time
 import uuid
@@ -23,10 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moorage import __version__
 from moorage.arm import schema as arm_schema
-from moorage.arm.app import ArmEdge
+from moorage.arm.app import ArmEdge, Extension
+from moorage.arm.diagnostics import DiagnosticsEdge
+from moorage.arm.dispatch import ProviderGateway
 from moorage.arm.lro import Operations
 from moorage.arm.resources.base import ProviderRegistry
 from moorage.arm.resources.container_groups import container_instance_providers
+from moorage.arm.resources.deployments import DeploymentsProvider, deployment_providers
 from moorage.arm.resources.managed_identities import UserAssignedIdentities
 from moorage.arm.resources.registries import registry_providers
 from moorage.arm.resources.resource_groups import ResourceGroups
@@ -37,6 +44,11 @@ from moorage.core.clock import Clock, SystemClock
 from moorage.core.errors import MoorageError
 from moorage.core.log import get_logger
 from moorage.core.sealing import Sealer
+from moorage.deployments import schema as deployments_schema
+from moorage.deployments.service import Deployments
+from moorage.diagnose.probes import FirewallVerdict, RoleFact
+from moorage.diagnose.redaction import REDACTED
+from moorage.diagnose.service import Diagnostician
 from moorage.exec_sockets import ExecSocketEdge
 from moorage.identity import roles
 from moorage.identity import schema as identity_schema
@@ -49,14 +61,22 @@ from moorage.instances import schema as instances_schema
 from moorage.instances.access import ImageAccess, RegistryFacts
 from moorage.instances.content import Leases
 from moorage.instances.exec_sessions import ExecSessions
-from moorage.instances.images import ImageSource
+from moorage.instances.identity_endpoint import (
+    IdentityEndpoint,
+    IdentitySecrets,
+    ManagedIdentityFacts,
+    ManagedIdentityToken,
+    load_key,
+)
+from moorage.instances.images import ImageSource, TransportRouter
 from moorage.instances.runtime.base import Runtime
 from moorage.instances.runtime.fake import FakeRuntime
 from moorage.instances.runtime.runc.network import SandboxNetwork
+from moorage.instances.runtime.runc.reconcile import Reconciler, ReconcileReport
 from moorage.instances.runtime.runc.runtime import RuncRuntime
 from moorage.instances.service import ContainerGroups
 from moorage.instances.snapshots import Snapshotter
-from moorage.listeners import UvicornListeners
+from moorage.listeners import PlainListener, UvicornListeners
 from moorage.registry import schema as registry_schema
 from moorage.registry.auth import Authorizer, RegistryTokens
 from moorage.registry.content import Content
@@ -64,9 +84,11 @@ from moorage.registry.gc import GarbageCollector
 from moorage.registry.http.gate import Gate
 from moorage.registry.http.routes import registry_app
 from moorage.registry.interfaces import EntraPrincipal
+from moorage.registry.network import Origin, decide
 from moorage.registry.platform import PlatformTransport
 from moorage.registry.service import Registries
-from moorage.store.blobs import open_blob_store
+from moorage.store.blobs import BlobStore, open_blob_store
+from moorage.store.blobs.memory import MemoryBlobStore
 from moorage.store.meta import MetaStore
 from moorage.tls import write_private
 
@@ -76,6 +98,7 @@ BOOTSTRAP_FILE = "bootstrap.json"
 RUNC = Path("/usr/sbin/runc")
 CONMON = Path("/usr/bin/conmon")
 ISSUER_FILE = "issuer.json"
+IDENTITY_ENDPOINT_KEY = "identity-endpoint.key"
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,7 @@ class Moorage:
         self.listeners = listeners
         self.clock = clock or SystemClock()
         self.meta: MetaStore | None = None
+        self._reconciling: asyncio.Task[None] | None = None  # the runtime's periodic reconciler
 
     async def start(self) -> None:
         """Open the store, migrate, bootstrap on first start, resume operations, build the app."""
@@ -167,6 +191,7 @@ class Moorage:
                 *arm_schema.MIGRATIONS,
                 *registry_schema.MIGRATIONS,
                 *instances_schema.MIGRATIONS,
+                *deployments_schema.MIGRATIONS,
             ]
         )
         keys = KeyRing.load(settings.keys_dir)
@@ -188,6 +213,7 @@ class Moorage:
         ):
             self.providers.add(provider)
         self.bootstrap = await self._bootstrap()
+        self.arm_extensions: dict[str, Extension] = {}  # filled by _compose_diagnostics
         arm = ArmEdge(
             self.arm_store,
             self.identity,
@@ -195,6 +221,7 @@ class Moorage:
             self.providers,
             self.resource_groups,
             self._home_tenant,
+            extensions=self.arm_extensions,
         )
         routes = [*arm.routes(), *IdentityEdge(self.identity).routes()]
         self.listeners.serve_app(AccessLog(self.registry_app))
@@ -202,6 +229,8 @@ class Moorage:
         self.registry_gc.start()
         self._compose_images()
         await self._compose_groups()
+        self._compose_deployments()
+        self._compose_diagnostics()
         routes.extend(self.exec_edge.routes())
         self.app: ASGIApp = AccessLog(MergeSlashes(Starlette(routes=routes)))
         resumed = await self.operations.resume()
@@ -229,11 +258,8 @@ class Moorage:
         settings = self.settings
         self.node_blobs = open_blob_store(settings.blob_store, settings.home / "node" / "content")
         self.node_leases = Leases(settings.home / "node" / "leases")
-        self.image_source = ImageSource(
-            self.node_blobs,
-            router=_PlatformRouter(self.registries, self.registry_app, settings.platform_address),
-            leases=self.node_leases,
-        )
+        self.platform_router = _PlatformRouter(self.registries, self.registry_app, settings.platform_address)
+        self.image_source = _image_source(self.node_blobs, self.platform_router, leases=self.node_leases)
         self.image_access = ImageAccess(
             self.image_source,
             _IdentityTokensAdapter(self.identity),
@@ -280,6 +306,7 @@ class Moorage:
             )
         snapshots = Snapshotter(settings.home / "node")
         snapshots.discard_incomplete()
+        identity_secrets = self._bind_identity_endpoint()
         self.container_groups = ContainerGroups(
             self.meta,
             sealer=Sealer.load(settings.keys_dir / "sealing.key"),
@@ -291,11 +318,17 @@ class Moorage:
             clock=self.clock,
             leases=self.node_leases,
             work_dir=settings.home / "node",
+            identity_env=identity_secrets,
         )
         self.exec_sessions = ExecSessions(
             self.runtime, self.container_groups, self.clock, ttl_s=settings.exec_session_ttl_s
         )
         self.exec_edge = ExecSocketEdge(self.exec_sessions, self.public_url)
+        if hasattr(self, "identity_listener") and identity_secrets is not None:
+            endpoint = IdentityEndpoint(
+                identity_secrets, self.container_groups, _IdentityTokensAdapter(self.identity)
+            )
+            await self.identity_listener.serve(AccessLog(endpoint))
         for provider in container_instance_providers(
             self.arm_store,
             self.operations,
@@ -307,6 +340,103 @@ class Moorage:
             self.providers.add(provider)
         resumed = await self.container_groups.resume()
         log.info("container groups resumed", runtime=type(self.runtime).__name__, groups=resumed)
+        interval = settings.runtime_reconcile_interval_s
+        if isinstance(self.runtime, RuncRuntime) and interval > 0:
+            groups = self.container_groups
+
+            async def after_round(_report: ReconcileReport) -> None:
+                await groups.supervise()  # exits the round recorded reach the instance views
+
+            self._reconciling = asyncio.create_task(
+                Reconciler(self.runtime).run_forever(interval, after_round=after_round),
+                name="runtime-reconciler",
+            )
+
+    def _bind_identity_endpoint(self) -> IdentitySecrets | None:
+        """Bind the containers' managed-identity endpoint on the sandbox bridge's gateway address
+        (runc runtime only: the fake runs no processes); its secrets for the group service.
+
+        A taken port does not stop the server (groups without an identity are unaffected): groups
+        with one then fail to provision with the reason, and the error is logged now."""
+        if not hasattr(self, "sandbox_network"):
+            return None
+        host, port = self.sandbox_network.gateway, self.settings.identity_endpoint_port
+        key = load_key(self.settings.keys_dir / IDENTITY_ENDPOINT_KEY)
+        listener = PlainListener(host, port)
+        try:
+            bound = listener.bind()
+        except OSError as exc:
+            log.error("container identity endpoint unavailable", host=host, port=port, error=str(exc))
+            reason = (
+                f"The managed identity endpoint for containers cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}). Set MOORAGE_IDENTITY_ENDPOINT_PORT to a free port (0: any) "
+                "and restart the server."
+            )
+            return IdentitySecrets(key, f"http://{host}:{port}/msi/token", unavailable=reason)
+        self.identity_listener = listener
+        return IdentitySecrets(key, f"http://{host}:{bound}/msi/token")
+
+    def _compose_deployments(self) -> None:
+        """Template deployments, deploying through the same providers as the ARM edge."""
+        assert self.meta is not None  # noqa: S101 - opened by start()
+        gateway = ProviderGateway(self.arm_store, self.identity, self.operations, self.providers)
+        self.deployments = Deployments(
+            self.meta, Sealer.load(self.settings.keys_dir / "sealing.key"), self.clock, gateway
+        )
+        for provider in deployment_providers(self.arm_store, self.operations, self.deployments):
+            self.providers.add(provider)
+            if isinstance(provider, DeploymentsProvider):
+                self.deployments_provider = provider
+
+    def _compose_diagnostics(self) -> None:
+        """``moorage diagnose`` (``Moorage.Diagnostics`` on the ARM edge): the platform's own check
+        over a fresh traced image source built like the platform's, the registry's firewall and
+        identity's role assignments through diagnose's protocols."""
+        diagnostician = Diagnostician(
+            self.image_access,
+            self.platform_router,
+            lambda router: _image_source(MemoryBlobStore(), router),
+            firewall=_FirewallAdapter(
+                self.registries, self.settings.platform_address, audit=self.settings.registry_firewall_audit
+            ),
+            roles=_RoleDirectoryAdapter(self.identity),
+            identities=_IdentityTokensAdapter(self.identity),
+        )
+        edge = DiagnosticsEdge(
+            store=self.arm_store,
+            identity=self.identity,
+            diagnostician=diagnostician,
+            groups=self.container_groups,
+            deployments=self.deployments,
+            deployments_provider=self.deployments_provider,
+            server_info=self.server_info,
+        )
+        self.arm_extensions.update(edge.extensions())
+
+    def server_info(self) -> dict[str, Any]:
+        """The version and settings a support bundle carries (nothing secret: a database URL's
+        password and the values of extra settings are left out)."""
+        settings = self.settings
+        shown: dict[str, Any] = {}
+        for item in dataclasses.fields(settings):
+            value = getattr(settings, item.name)
+            if item.name == "extra":
+                value = dict.fromkeys(value, REDACTED)
+            elif item.name == "database_url" and value:
+                value = re.sub(r"://([^:/@]*):[^@/]*@", rf"://\1:{REDACTED}@", value)
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            shown[item.name] = value
+        return {
+            "version": __version__,
+            "endpoint": self.public_url,
+            "python": platform.python_version(),
+            "runtime": type(self.runtime).__name__ if hasattr(self, "runtime") else None,
+            "platformAddress": settings.platform_address,
+            "settings": shown,
+        }
 
     def _compose_registry(self, keys_dir: Path) -> None:
         """The container registry, wired to identity through the protocols it owns."""
@@ -422,12 +552,18 @@ class Moorage:
         # Exec sessions do not outlive the server: their processes are killed.
         if hasattr(self, "exec_sessions"):
             await self.exec_sessions.close()
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciling
         if hasattr(self, "container_groups"):
             await self.container_groups.close()
         await self.registry_gc.stop()
         if hasattr(self, "image_source"):
             await self.image_source.aclose()
         await self.operations.shutdown()
+        if hasattr(self, "identity_listener"):
+            await self.identity_listener.close()
         if hasattr(self, "sandbox_network"):
             # The bridge and nftables table go only when no sandbox is left (teardown checks).
             try:
@@ -439,6 +575,12 @@ class Moorage:
         await self.listeners.close_all()
         if self.meta is not None:
             await self.meta.close()
+
+
+def _image_source(blobs: BlobStore, router: TransportRouter, *, leases: Leases | None = None) -> ImageSource:
+    """The platform's image puller; ``moorage diagnose`` builds its traced ones here too, so the
+    two cannot be configured apart."""
+    return ImageSource(blobs, router=router, leases=leases)
 
 
 def _url_host(host: str) -> str:
@@ -486,7 +628,8 @@ class _PlatformRouter:
 
 
 class _IdentityTokensAdapter:
-    """identity's managed-identity token issuer, as instances' ``ManagedIdentityTokens``."""
+    """identity's managed-identity token issuer, as instances' ``ManagedIdentityTokens`` (pulls)
+    and ``IdentityTokenIssuer`` (the containers' identity endpoint)."""
 
     def __init__(self, identity: IdentityService) -> None:
         self._identity = identity
@@ -497,6 +640,68 @@ class _IdentityTokensAdapter:
     async def principal_id(self, identity_resource_id: str) -> str | None:
         principal = await self._identity.managed_identity(identity_resource_id)
         return principal.object_id if principal else None
+
+    # -- as the container identity endpoint's ``IdentityTokenIssuer``
+
+    async def facts(self, identity_resource_id: str) -> ManagedIdentityFacts | None:
+        principal = await self._identity.managed_identity(identity_resource_id)
+        if principal is None or principal.resource_id is None:
+            return None
+        return ManagedIdentityFacts(principal.resource_id, principal.app_id, principal.object_id)
+
+    async def issue(self, identity_resource_id: str, audience: str) -> ManagedIdentityToken:
+        issued = await self._identity.token_for_managed_identity(identity_resource_id, audience)
+        return ManagedIdentityToken(issued.token, issued.expires_on)
+
+
+class _FirewallAdapter:
+    """The registry's firewall rules, as diagnose's ``FirewallPolicy``."""
+
+    def __init__(self, registries: Registries, platform_address: str, *, audit: bool) -> None:
+        self._registries = registries
+        self._address = platform_address
+        self._audit = audit
+
+    async def verdict(self, host: str, *, managed_identity: bool) -> FirewallVerdict | None:
+        registry = await self._registries.by_login_server(host)
+        if registry is None:
+            return None
+        decision = decide(registry, self._address, Origin.PLATFORM, managed_identity=managed_identity)
+        by_address = decide(registry, self._address, Origin.NETWORK, managed_identity=False)
+        return FirewallVerdict(
+            decision.allowed,
+            decision.reason,
+            by_address.allowed,
+            by_address.reason,
+            by_address.matched_rule,
+            audit=self._audit,
+        )
+
+
+class _RoleDirectoryAdapter:
+    """identity's principals and role assignments, as diagnose's ``RoleDirectory``."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
+
+    async def service_principal(self, tenant_id: str, app_id: str) -> str | None:
+        try:
+            return (await self._identity.find_principal(tenant_id, app_id)).object_id
+        except MoorageError:
+            return None
+
+    async def assignments(self, principal_id: str, scope: str, action: str) -> list[RoleFact]:
+        out = []
+        for assignment in await self._identity.assignments_of(principal_id):
+            role = roles.role_by_id(assignment.role_definition_id)
+            grants = (
+                role is not None
+                and roles.scope_contains(assignment.scope, scope)
+                and roles.role_permits(role, action)
+            )
+            name = role.role_name if role is not None else assignment.role_definition_id
+            out.append(RoleFact(assignment.id, name, assignment.scope, grants))
+        return out
 
 
 class _IdentityDirectoryAdapter:
@@ -530,4 +735,5 @@ class _RegistryFactsAdapter:
             ip_rules=s.network_rule_set.ip_rules,
             bypass=s.network_rule_bypass,
             admin_user_enabled=s.admin_user_enabled,
+            anonymous_pull_enabled=s.anonymous_pull_enabled,
         )

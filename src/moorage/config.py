@@ -17,6 +17,8 @@ from moorage.core.errors import InvalidArgument
 
 DEFAULT_PORT = 8443
 DEFAULT_LOCATION = "westus"
+# Azure Container Apps' identity endpoint port (http://localhost:42356/msi/token there).
+DEFAULT_IDENTITY_ENDPOINT_PORT = 42356
 # Lower-case letters and digits only, so that no prefix is a dash-extension of another (runc
 # container names are "<prefix>-<id>"), and short enough for the bridge name "<prefix>0".
 _RUNTIME_PREFIX = re.compile(r"[a-z][a-z0-9]{0,13}")
@@ -65,6 +67,12 @@ class Settings:
     runtime_subnet: str = "10.88.0.0/16"
     # How long an exec/attach session (webSocketUri + password) stays usable when unused.
     exec_session_ttl_s: int = 120
+    # The managed-identity endpoint containers reach on the bridge's gateway address (runc only);
+    # 0 picks a free port at each start (containers created before a restart then lose it).
+    identity_endpoint_port: int = DEFAULT_IDENTITY_ENDPOINT_PORT
+    # Seconds between reconciliation rounds of the runc backend while the server runs (adopt,
+    # record exits, remove debris; start-up always runs one); 0 disables the periodic rounds.
+    runtime_reconcile_interval_s: float = 60.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -115,6 +123,29 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}", code="InvalidSetting") from exc
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65535:
+        raise InvalidArgument(f"{name} must be a port number 0-65535, got {value}", code="InvalidSetting")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds (fractions allowed)."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also rejects nan
+        raise InvalidArgument(
+            f"{name} must be a non-negative number of seconds, got {raw!r}", code="InvalidSetting"
+        )
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     """One of ``allowed`` (case-insensitive); the first is the default."""
     raw = env.get(name, "").strip().lower() or allowed[0]
@@ -163,4 +194,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         runtime_prefix=_pattern(env, "MOORAGE_RUNTIME_PREFIX", "moorage", _RUNTIME_PREFIX),
         runtime_subnet=env.get("MOORAGE_RUNTIME_SUBNET") or "10.88.0.0/16",
         exec_session_ttl_s=_int(env, "MOORAGE_EXEC_SESSION_TTL", 120),
+        identity_endpoint_port=_port(env, "MOORAGE_IDENTITY_ENDPOINT_PORT", DEFAULT_IDENTITY_ENDPOINT_PORT),
+        runtime_reconcile_interval_s=_seconds(env, "MOORAGE_RUNTIME_RECONCILE_INTERVAL", 60.0),
     )

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
-
-import uvicorn
 
 from moorage.app import Moorage
 from moorage.config import Settings
 from moorage.core import log as logging_setup
 from moorage.core.log import get_logger
-from moorage.listeners import UvicornListeners, bind_socket, uvicorn_config
+from moorage.listeners import Server, UvicornListeners, bind_socket, uvicorn_config
 from moorage.tls import ensure_server_tls
 
 log = get_logger("server")
@@ -36,11 +35,12 @@ def _url_host(host: str) -> str:
 
 class Running(NamedTuple):
     """A composed, serving moorage: the started :class:`Moorage`, the port its main endpoint is
-    bound to, and uvicorn's task (done once the main endpoint stops, e.g. on SIGINT/SIGTERM)."""
+    bound to, uvicorn's task (done once the main endpoint stops), and ``stop`` to ask it to."""
 
     moorage: Moorage
     port: int
     stopped: asyncio.Task[None]
+    stop: Callable[[], None]
 
 
 @contextlib.asynccontextmanager
@@ -61,13 +61,13 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
     listeners = UvicornListeners(settings.host, tls)
     server = Moorage(settings, public_url, listeners)
     await server.start()
-    uv = uvicorn.Server(uvicorn_config(server.app, tls))
+    uv = Server(uvicorn_config(server.app, tls))
     stopped = asyncio.create_task(uv.serve(sockets=[sock]), name="moorage-main")
     try:
         # uvicorn exposes readiness only as a flag.
         while not uv.started and not stopped.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-        yield Running(server, port, stopped)
+        yield Running(server, port, stopped, lambda: setattr(uv, "should_exit", True))
     finally:
         uv.should_exit = True
         if not stopped.done():
@@ -81,6 +81,11 @@ async def serve(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     logging_setup.configure(settings.log_file, settings.log_level)
     async with running(settings) as run:
+        # SIGINT/SIGTERM stop the main endpoint; leaving ``running`` then closes the registry
+        # listeners and the server (watchers, sandbox network, metadata store) in order.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, run.stop)
         if not run.stopped.done():
             server = run.moorage
             public_url = settings.public_url or server.public_url

@@ -713,19 +713,6 @@ def test_restart_after_the_tag_was_deleted_is_inaccessible(
         aci.container_groups.begin_delete(setup.group, name).result()
 
 
-# -- location endpoints -------------------------------------------------------------------------------
-
-
-def test_location_endpoints(aci: ContainerInstanceManagementClient) -> None:
-    usage = {u.name.value: u for u in aci.location.list_usage("westus")}
-    assert usage["ContainerGroups"].limit > 0
-    capabilities = list(aci.location.list_capabilities("westus"))
-    assert capabilities[0].os_type == "Linux"
-    assert list(aci.location.list_cached_images("westus")) == []
-    names = {o.name for o in aci.operations.list()}
-    assert "Microsoft.ContainerInstance/containerGroups/read" in names
-
-
 # -- raw ARM shapes ------------------------------------------------------------------------------------
 
 

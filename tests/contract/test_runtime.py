@@ -22,6 +22,7 @@ from moorage.instances.runtime.base import (
     ContainerAlreadyExists,
     ContainerNotFound,
     ContainerNotRunning,
+    ContainerSecurity,
     ContainerSpec,
     ContainerState,
     ContainerStatus,
@@ -35,6 +36,7 @@ from moorage.instances.runtime.base import (
     TerminalSize,
 )
 from moorage.instances.runtime.fake import FakeRuntime
+from moorage.instances.runtime.specs import DEFAULT_CAPABILITIES, capability_mask
 from tests.runtime_support import LoopbackNetwork, build_busybox_rootfs, runc_unavailable, unique_prefix
 
 RUNC_UNAVAILABLE = runc_unavailable()
@@ -160,6 +162,63 @@ async def test_numeric_user_and_group(env: Env) -> None:
     state = await env.run(FOREVER, user="1234:5678")
     assert (await env.runtime.exec(state.id, ["id", "-u"])).stdout == "1234\n"
     assert (await env.runtime.exec(state.id, ["id", "-g"])).stdout == "5678\n"
+
+
+async def process_status(env: Env, **kwargs: Any) -> dict[str, str]:
+    """``/proc/self/status`` of a container's process (``Key: value``), read through its log."""
+    state = await env.run(["cat", "/proc/self/status"], **kwargs)
+    assert (await env.runtime.wait(state.id, 10)).exit_code == 0
+    fields = (line.text.split(":", 1) for line in await env.runtime.logs(state.id))
+    return {key: value.strip() for key, value in fields}
+
+
+def mask(*caps: str) -> str:
+    return f"{capability_mask(caps):016x}"
+
+
+async def test_root_holds_the_default_capabilities(env: Env) -> None:
+    status = await process_status(env)
+    defaults = mask(*DEFAULT_CAPABILITIES)
+    assert (status["CapBnd"], status["CapPrm"], status["CapEff"]) == (defaults, defaults, defaults)
+    assert (status["CapInh"], status["CapAmb"]) == (mask(), mask())
+    assert status["NoNewPrivs"] == "0"
+
+
+async def test_capabilities_are_dropped_and_added(env: Env) -> None:
+    security = ContainerSecurity(capabilities_add=["NET_ADMIN"], capabilities_drop=["NET_RAW"])
+    status = await process_status(env, security=security)
+    expected = mask(*(DEFAULT_CAPABILITIES - {"NET_RAW"}), "NET_ADMIN")
+    assert (status["CapBnd"], status["CapEff"]) == (expected, expected)
+
+
+async def test_dropping_all_capabilities_keeps_only_the_added_ones(env: Env) -> None:
+    security = ContainerSecurity(capabilities_add=["CHOWN"], capabilities_drop=["ALL"])
+    status = await process_status(env, security=security)
+    assert (status["CapBnd"], status["CapEff"]) == (mask("CHOWN"), mask("CHOWN"))
+
+
+async def test_a_non_root_user_holds_capabilities_only_in_its_bounding_set(env: Env) -> None:
+    status = await process_status(env, user="1234:5678")
+    assert status["Uid"].split()[0] == "1234"
+    assert status["CapBnd"] == mask(*DEFAULT_CAPABILITIES)
+    assert (status["CapPrm"], status["CapEff"]) == (mask(), mask())
+
+
+async def test_no_new_privileges(env: Env) -> None:
+    status = await process_status(env, security=ContainerSecurity(no_new_privileges=True))
+    assert status["NoNewPrivs"] == "1"
+
+
+@pytest.mark.parametrize(
+    "security",
+    [ContainerSecurity(capabilities_add=["NOT_A_CAP"]), ContainerSecurity(capabilities_drop=["cap_chown"])],
+)
+async def test_unknown_capabilities_are_rejected_and_leave_nothing(
+    env: Env, security: ContainerSecurity
+) -> None:
+    with pytest.raises(InvalidArgument):
+        await env.runtime.create(env.spec(FOREVER, security=security))
+    assert await env.runtime.containers() == []
 
 
 async def test_unknown_user_is_rejected_and_leaves_nothing(env: Env) -> None:

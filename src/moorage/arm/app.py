@@ -12,19 +12,22 @@ Paths served::
     {scope}/providers/{ns}/{type}/{name}[/...][/{action}]    provider resources (incl. extension)
     /tenants, /metadata/endpoints
     /providers/{ns}/operations                               a namespace's operations catalog
+    /subscriptions/{sub}/providers/{ns}/{name}              extensions (Moorage.Diagnostics)
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from moorage.arm.cloud import cloud_metadata
+from moorage.arm.dispatch import authorize
 from moorage.arm.envelopes import arm_error
 from moorage.arm.ids import ResourceRef, parse_provider_path, segments
 from moorage.arm.lro import IN_PROGRESS, SUCCEEDED, Operation, Operations
@@ -48,7 +51,6 @@ from moorage.core.errors import (
     InvalidArgument,
     NotFound,
     NotSupported,
-    PermissionDenied,
     Unauthenticated,
 )
 from moorage.edge import base_url, guarded, json_response
@@ -58,6 +60,7 @@ from moorage.identity.service import MANAGEMENT_AUDIENCES, IdentityService
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-[A-Za-z0-9.]+)?$")
 ALL_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"]
+Extension = Callable[[Request, CallContext], Awaitable[Response]]
 
 # Locations offered by /subscriptions/{sub}/locations; any location name is accepted on PUT.
 LOCATIONS = (
@@ -96,7 +99,11 @@ class ArmEdge:
         registry: ProviderRegistry,
         resource_groups: ResourceGroups,
         default_tenant: Callable[[], Awaitable[str]],
+        extensions: Mapping[str, Extension] | None = None,
     ) -> None:
+        # Subscription-level endpoints outside any resource provider, by lower-cased
+        # "namespace/name" (``providers/Moorage.Diagnostics/diagnose``); they authorize themselves.
+        self._extensions = extensions if extensions is not None else {}
         self._store = store
         self._identity = identity
         self._operations = operations
@@ -145,13 +152,7 @@ class ArmEdge:
     # -- authorization -------------------------------------------------------------------------
 
     async def _authorize(self, claims: TokenClaims, action: str, scope: str) -> None:
-        if not await self._identity.is_authorized(claims.object_id, action, scope):
-            raise PermissionDenied(
-                f"The client '{claims.object_id}' with object id '{claims.object_id}' does not have "
-                f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
-                "invalid. If access was recently granted, please refresh your credentials.",
-                code="AuthorizationFailed",
-            )
+        await authorize(self._identity, claims, action, scope)
 
     async def _any_access(self, claims: TokenClaims, subscription_id: str) -> bool:
         """Whether the caller holds any role assignment that reaches into this subscription."""
@@ -274,6 +275,8 @@ class ArmEdge:
             and (len(low) <= 2 or (len(low) == 3 and low[2] in ("register", "unregister")))
         ):
             return await self._providers(ctx, method, rest)
+        if len(low) == 3 and low[0] == "providers" and f"{low[1]}/{low[2]}" in self._extensions:
+            return await self._extensions[f"{low[1]}/{low[2]}"](request, ctx)
         if (
             len(low) == 6
             and low[0] == "providers"
@@ -283,7 +286,7 @@ class ArmEdge:
             self._only(method, "GET")
             op = await self._operations.get(sub.id, rest[5])
             return self._operation_response(ctx, op, result=low[4] == "operationresults")
-        ref = parse_provider_path(request.url.path)
+        ref = parse_provider_path(request.url.path) or _deployment_operations_ref(sub.id, rest, low)
         if ref is None:
             raise NotFound(
                 f"The requested path '{request.url.path}' is not an ARM resource path.",
@@ -431,7 +434,8 @@ class ArmEdge:
                 raise rg_not_found(target.resource_group)
         if action is not None:
             await self._authorize(ctx.caller, provider.permission(method, action), target.id)
-            result = await provider.action(ctx, target, action, parse_json_body(await request.body()))
+            payload = parse_json_body(await request.body(), lenient=provider.lenient_json)
+            result = await provider.action(ctx, target, action, payload)
             headers = dict(result.headers)
             if result.operation is not None:
                 headers.update(self._lro_headers(ctx, result.operation, location=True))
@@ -458,7 +462,7 @@ class ArmEdge:
             body = await provider.get(ctx, ref)
             return Response(status_code=204) if method == "HEAD" else json_response(body)
         if method == "PUT":
-            payload = parse_json_body(await request.body())
+            payload = parse_json_body(await request.body(), lenient=provider.lenient_json)
             if not isinstance(payload, dict):
                 raise InvalidArgument(
                     "The request content was invalid and could not be deserialized: 'The request "
@@ -519,46 +523,21 @@ class ArmEdge:
         return json_response({"error": error}, status)
 
 
-def cloud_metadata(base: str, tenant: str) -> dict[str, Any]:
-    """The ``/metadata/endpoints`` document (api-version 2022-09-01 shape) for this server."""
-    return {
-        "portal": base,
-        "authentication": {
-            "loginEndpoint": base,
-            "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
-            "tenant": tenant,
-            "identityProvider": "AAD",
-        },
-        "media": base,
-        "graphAudience": "https://graph.windows.net/",
-        "graph": base + "/",
-        "name": "moorage",
-        "suffixes": {
-            "azureDataLakeStoreFileSystem": "azuredatalakestore.net",
-            "acrLoginServer": "azurecr.io",
-            "sqlServerHostname": "database.windows.net",
-            "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.net",
-            "keyVaultDns": "vault.azure.net",
-            "storage": "core.windows.net",
-            "azureFrontDoorEndpointSuffix": "azurefd.net",
-            "storageSyncEndpointSuffix": "afs.azure.net",
-            "mhsmDns": "managedhsm.azure.net",
-            "mysqlServerEndpoint": "mysql.database.azure.com",
-            "postgresqlServerEndpoint": "postgres.database.azure.com",
-            "mariadbServerEndpoint": "mariadb.database.azure.com",
-            "synapseAnalytics": "dev.azuresynapse.net",
-            "attestationEndpoint": "attest.azure.net",
-        },
-        "batch": "https://batch.core.windows.net/",
-        "resourceManager": base + "/",
-        "vmImageAliasDoc": base + "/metadata/vm-image-aliases",
-        "activeDirectoryDataLake": "https://datalake.azure.net/",
-        "sqlManagement": "https://management.core.windows.net:8443/",
-        "microsoftGraphResourceId": "https://graph.microsoft.com/",
-        "appInsightsResourceId": "https://api.applicationinsights.io",
-        "appInsightsTelemetryChannelResourceId": "https://dc.applicationinsights.azure.com/v2/track",
-        "attestationResourceId": "https://attest.azure.net",
-        "synapseAnalyticsResourceId": "https://dev.azuresynapse.net",
-        "logAnalyticsResourceId": "https://api.loganalytics.io",
-        "ossrDbmsResourceId": "https://ossrdbms-aad.database.windows.net",
-    }
+def _deployment_operations_ref(subscription_id: str, rest: list[str], low: list[str]) -> ResourceRef | None:
+    """``resourcegroups/{rg}/deployments/{name}/operations[/{id}]``: Azure serves a resource
+    group's deployment operations without a ``providers`` segment."""
+    if (
+        len(low) not in (5, 6)
+        or low[0] != "resourcegroups"
+        or low[2] != "deployments"
+        or low[4] != "operations"
+    ):
+        return None
+    return ResourceRef(
+        subscription_id,
+        rest[1],
+        f"/subscriptions/{subscription_id}/resourceGroups/{rest[1]}",
+        "Microsoft.Resources",
+        ("deployments", "operations"),
+        (rest[3], *rest[5:]),
+    )

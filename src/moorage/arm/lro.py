@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from moorage.arm.envelopes import error_body
 from moorage.arm.schema import operations
 from moorage.core.clock import Clock, isoformat
-from moorage.core.errors import Internal, MoorageError, NotFound
+from moorage.core.errors import Canceled, Internal, MoorageError, NotFound
 from moorage.core.log import get_logger
 from moorage.store.meta import MetaStore
 
@@ -145,6 +145,8 @@ class Operations:
         runner = self._runners[op.kind]
         try:
             await runner(op)
+        except Canceled as error:
+            await self._finish(op.id, CANCELED, error_body(error))
         except MoorageError as error:
             await self._finish(op.id, FAILED, error_body(error))
         except asyncio.CancelledError:

@@ -1,63 +1,35 @@
-"""``moorage`` — typer app."""
+"""``moorage`` — typer app: the server commands here, one module per resource command group."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from moorage import __version__, config
-from moorage.client import ApiError, Connection, MoorageClient
-from moorage.core.errors import MoorageError
-
-T = TypeVar("T")
+from moorage import __version__
+from moorage.cli import acr, container, deployment, group, identity, role, sp
+from moorage.cli.bundle import support_bundle
+from moorage.cli.command import EXIT_USAGE, HomeOption, OutputOption, UsageError, emit, run, settings
+from moorage.cli.diagnose import diagnose
+from moorage.cli.image import image_app
+from moorage.cli.output import OutputFormat
+from moorage.client import MoorageClient
 
 app = typer.Typer(
     help="moorage: Azure Container Instances + Container Registry on your machine.", no_args_is_help=True
 )
-sp_app = typer.Typer(help="Service principals (Entra applications).", no_args_is_help=True)
-app.add_typer(sp_app, name="sp")
-
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Data directory (default: $MOORAGE_HOME or the user data dir).")
-]
-
-
-def _settings(home: Path | None) -> config.Settings:
-    settings = config.load()
-    return settings.with_overrides(home=home.resolve()) if home else settings
-
-
-def _connection(home: Path | None) -> Connection:
-    path = _settings(home).connection_file
-    if not path.exists():
-        typer.echo(f"error: {path} not found; is `moorage serve` running with this data directory?", err=True)
-        raise typer.Exit(2)
-    return Connection.from_file(path)
-
-
-def _run(home: Path | None, action: Callable[[MoorageClient], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with MoorageClient(_connection(home)) as client:
-            return await action(client)
-
-    try:
-        return asyncio.run(go())
-    except ApiError as error:
-        typer.echo(f"ERROR: ({error.code}) {error.message}", err=True)
-        raise typer.Exit(1) from None
-    except MoorageError as error:
-        typer.echo(f"ERROR: ({error.code}) {error.message}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _print(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+app.add_typer(group.app, name="group")
+app.add_typer(acr.app, name="acr")
+app.add_typer(identity.app, name="identity")
+app.add_typer(sp.app, name="sp")
+app.add_typer(role.app, name="role")
+app.add_typer(container.app, name="container")
+app.add_typer(deployment.app, name="deployment")
+app.add_typer(image_app, name="image")
+app.command("diagnose")(diagnose)
+app.command("support-bundle")(support_bundle)
 
 
 @app.command()
@@ -70,20 +42,20 @@ def serve(
     # Imported here: the server stack is heavy and only this command needs it.
     from moorage.server import serve as run_server  # noqa: PLC0415
 
-    settings = _settings(home).with_overrides(host=host, port=port)
+    chosen = settings(home).with_overrides(host=host, port=port)
     try:
-        asyncio.run(run_server(settings))
+        asyncio.run(run_server(chosen))
     except KeyboardInterrupt:
         pass
     except OSError as error:
-        typer.echo(f"error: cannot serve on {settings.host}:{settings.port}: {error.strerror}", err=True)
+        typer.echo(f"error: cannot serve on {chosen.host}:{chosen.port}: {error.strerror}", err=True)
         raise typer.Exit(1) from None
 
 
 @app.command()
 def ca(home: HomeOption = None) -> None:
     """Print the path of the local CA certificate that clients must trust."""
-    path = _settings(home).ca_path
+    path = settings(home).ca_path
     if not path.exists():
         typer.echo(f"error: {path} does not exist yet; start `moorage serve` once.", err=True)
         raise typer.Exit(2)
@@ -97,7 +69,7 @@ def version() -> None:
 
 
 @app.command()
-def status(home: HomeOption = None) -> None:
+def status(output: OutputOption = OutputFormat.JSON, home: HomeOption = None) -> None:
     """Check that the server answers and the bootstrap credentials work."""
 
     async def go(client: MoorageClient) -> Any:
@@ -109,70 +81,15 @@ def status(home: HomeOption = None) -> None:
             "status": "ok",
         }
 
-    _print(_run(home, go))
-
-
-@sp_app.command("create")
-def sp_create(
-    home: HomeOption = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Display name.")] = None,
-    role: Annotated[str | None, typer.Option(help="Role to assign (name or GUID), e.g. AcrPull.")] = None,
-    scopes: Annotated[list[str] | None, typer.Option(help="Scopes for --role (resource ids).")] = None,
-) -> None:
-    """Create a service principal (output shaped like `az ad sp create-for-rbac`)."""
-    if role and not scopes:
-        typer.echo("error: --role needs --scopes", err=True)
-        raise typer.Exit(2)
-
-    async def go(client: MoorageClient) -> Any:
-        created = await client.create_service_principal(name)
-        for scope in scopes or []:
-            await client.create_role_assignment(scope, role or "", created["id"])
-        return {
-            "appId": created["appId"],
-            "displayName": created["displayName"],
-            "password": created["password"],
-            "tenant": created["tenant"],
-        }
-
-    _print(_run(home, go))
-
-
-@sp_app.command("list")
-def sp_list(home: HomeOption = None) -> None:
-    """List service principals and managed identities of the tenant."""
-    _print(_run(home, lambda c: c.list_service_principals()))
-
-
-@sp_app.command("show")
-def sp_show(id: Annotated[str, typer.Argument(help="appId or object id")], home: HomeOption = None) -> None:
-    """Show one service principal (secrets are never shown, only their hints)."""
-    _print(_run(home, lambda c: c.get_service_principal(id)))
-
-
-@sp_app.command("delete")
-def sp_delete(id: Annotated[str, typer.Argument(help="appId or object id")], home: HomeOption = None) -> None:
-    """Delete a service principal and its secrets."""
-    _run(home, lambda c: c.delete_service_principal(id))
-
-
-@sp_app.command("reset-credentials")
-def sp_reset(
-    id: Annotated[str, typer.Argument(help="appId or object id")],
-    home: HomeOption = None,
-    append: Annotated[bool, typer.Option(help="Keep existing secrets valid.")] = False,
-) -> None:
-    """Issue a new client secret (like `az ad sp credential reset`)."""
-
-    async def go(client: MoorageClient) -> Any:
-        issued = await client.reset_credentials(id, append=append)
-        return {"appId": issued["appId"], "password": issued["password"], "tenant": issued["tenant"]}
-
-    _print(_run(home, go))
+    emit(run(home, go), output)
 
 
 def main() -> None:
     try:
         app()
+    except UsageError as error:
+        # Raised while a command reads its options and files, before it reaches the server.
+        typer.echo(f"ERROR: {error}", err=True)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)

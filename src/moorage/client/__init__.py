@@ -98,6 +98,8 @@ class MoorageClient:
         verify: ssl.SSLContext | bool = True
         if connection.ca_path and os.path.exists(connection.ca_path):
             verify = ssl.create_default_context(cafile=connection.ca_path)
+        # Public: other transports of this client (registry login servers, websockets) trust the same CA.
+        self.tls = verify
         self._http = httpx.AsyncClient(base_url=connection.endpoint, verify=verify, timeout=timeout)
         self._tokens: dict[str, tuple[str, float]] = {}
 

@@ -12,6 +12,7 @@ HTTP statuses themselves.
      ├── NotFound             the addressed thing does not exist
      ├── AlreadyExists        create of something that exists and may not be overwritten
      ├── Conflict             valid request in the wrong state (busy, in use, precondition)
+     │    └── Canceled         long-running work stopped because a client asked to cancel it
      ├── Unauthenticated      no credential, or one we cannot verify
      ├── PermissionDenied     authenticated, but not allowed
      ├── QuotaExceeded        a limit was reached
@@ -96,6 +97,12 @@ class AlreadyExists(MoorageError):
 
 class Conflict(MoorageError):
     default_code = "Conflict"
+
+
+class Canceled(Conflict):
+    """Long-running work ended because a client canceled it (its operation ends ``Canceled``)."""
+
+    default_code = "Canceled"
 
 
 class Unauthenticated(MoorageError):

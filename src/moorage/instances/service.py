@@ -10,7 +10,10 @@ Lifecycle of one group (``Microsoft.ContainerInstance/containerGroups``)::
            containers ─▶ Succeeded (state Running) or Failed (everything created is removed)
         ─▶ watchers: one task per container waits for its exit and applies the restart policy
            (Always / OnFailure: back-off, BackOff event, a new container; Never: stays
-           Terminated); the group's state follows (Running, Succeeded, Failed).
+           Terminated); the group's state follows (Running, Succeeded, Failed). Meanwhile it
+           runs the container's probes (:mod:`moorage.instances.probes`): each failed attempt
+           is an Unhealthy event; liveness past its threshold is Killing, then the stop, then
+           the restart policy as for any exit.
     stop: watchers cancelled, containers stopped and deleted with the sandbox (no netns or host
           port left), state Stopped. start / restart: images re-validated (InaccessibleImage
           when a tag is gone), then provisioned again. delete: like stop, and the row, the gitRepo
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +53,7 @@ from typing import Any, BinaryIO, Protocol
 
 import sqlalchemy as sa
 
+from moorage.core import memory
 from moorage.core.clock import Clock, isoformat
 from moorage.core.errors import InvalidArgument, MoorageError, NotFound
 from moorage.core.log import get_logger
@@ -56,15 +61,17 @@ from moorage.core.sealing import Sealer
 from moorage.instances.access import (
     DIAGNOSIS_TYPE,
     ImageAccess,
-    InaccessibleImage,
     RegistryCredential,
-    inaccessible_message,
+    identity_not_found_diagnosis,
 )
 from moorage.instances.content import Leases
+from moorage.instances.identity_endpoint import GroupSandbox, IdentityEnvironment, has_identity
 from moorage.instances.images import PulledImage, PullFailure, open_layer
-from moorage.instances.model import GroupDefinition, VolumeDefinition
+from moorage.instances.model import GroupDefinition, SecurityContextDefinition, VolumeDefinition
+from moorage.instances.probes import ContainerProber, ContainerProbes, ProbeFailure
 from moorage.instances.runtime.base import (
     ContainerNotFound,
+    ContainerSecurity,
     ContainerSpec,
     ContainerState,
     Mount,
@@ -235,6 +242,7 @@ class ContainerGroups:
         clock: Clock,
         leases: Leases | None,
         work_dir: Path,
+        identity_env: IdentityEnvironment | None = None,
         stop_grace_s: float = 10.0,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
@@ -248,13 +256,14 @@ class ContainerGroups:
         self._identities = identities
         self._clock = clock
         self._leases = leases
+        self._identity_env = identity_env  # the identity endpoint's variables; None: no endpoint
         self._volumes_dir = work_dir / "volumes"
         self._spool_dir = work_dir / "spool"
         self._stop_grace_s = stop_grace_s
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._locks: dict[str, asyncio.Lock] = {}
-        self._watchers: dict[str, set[asyncio.Task[None]]] = {}
+        self._watchers: dict[str, dict[str, asyncio.Task[None]]] = {}  # group key → name → watcher
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ validation
@@ -273,6 +282,7 @@ class ContainerGroups:
                         f"with error 'Failed to perform resource identity operation. Status: 'NotFound'. "
                         f"Response: 'The user assigned identity '{identity}' does not exist.''.",
                         target="identity.userAssignedIdentities",
+                        additional_info=(identity_not_found_diagnosis(identity).as_info(),),
                     )
         images = [c.image for c in definition.init_containers] + [c.image for c in definition.containers]
         unique = list(dict.fromkeys(images))
@@ -314,9 +324,42 @@ class ContainerGroups:
             rows = list(await conn.execute(query.order_by(groups.c.created_at)))
         return [self._public(self._row(r)) for r in rows]
 
+    async def sandboxes_at(self, address: str) -> list[GroupSandbox]:
+        """The groups whose current sandbox has ``address`` (for the identity endpoint)."""
+        async with self._store.connect() as conn:
+            rows = [self._row(r) for r in await conn.execute(sa.select(groups).where(groups.c.ip == address))]
+        return [
+            GroupSandbox(row.id, row.sandbox_id, self._definition(row).identity)
+            for row in rows
+            if row.sandbox_id is not None
+        ]
+
     async def count(self, subscription_id: str, location: str | None = None) -> int:
         return len(
             [g for g in await self.list_groups(subscription_id) if location is None or g.location == location]
+        )
+
+    async def cached_images(self, subscription_id: str, location: str, *, limit: int = 100) -> list[str]:
+        """The images (as the groups name them, sorted, at most ``limit``) of the subscription's
+        groups in ``location`` whose layers are all unpacked on this host: a group using one starts
+        without unpacking. Other subscriptions' images are never listed (their names are theirs)."""
+        found: set[str] = set()
+        for group in await self.list_groups(subscription_id):
+            if group.location != location:
+                continue
+            members = [(c.name, c.image, True) for c in group.definition.init_containers]
+            members += [(c.name, c.image, False) for c in group.definition.containers]
+            for name, reference, init in members:
+                image = _Image.from_json(group.view(name, init=init).get("_image"))
+                if image is not None and reference not in found and self._unpacked(image):
+                    found.add(reference)
+        return sorted(found)[:limit]
+
+    def _unpacked(self, image: _Image) -> bool:
+        diff_ids = [diff_id for _, _, diff_id in image.layers]
+        return all(
+            self._snapshots.lowerdir(Snapshotter.chain_id(diff_ids[: i + 1])).exists()
+            for i in range(len(diff_ids))
         )
 
     # ------------------------------------------------------------------ writes
@@ -628,9 +671,11 @@ class ContainerGroups:
                 resolved.pinned, credential, lease=lease if self._leases is not None else None
             )
         except PullFailure as failure:
-            # Check again for the diagnosed error; if the image is fine now, report the pull's.
-            await self._access.check(definition.name, image, credentials)
-            raise InaccessibleImage(inaccessible_message(image, definition.name)) from failure
+            # Check again for the diagnosed error; if the image is fine now, classify the pull's.
+            raise await self._access.pull_error(definition.name, image, credentials, failure) from failure
+        finally:
+            # A pull frees ~100 MiB of transfer buffers that glibc would otherwise keep.
+            await asyncio.to_thread(memory.trim)
         return _Image(
             image_pulled.image.config_descriptor.digest,
             [[layer.digest, layer.media_type, layer.diff_id] for layer in image_pulled.layers],
@@ -663,7 +708,7 @@ class ContainerGroups:
     ) -> None:
         view = row.container(name, init=init)
         spec = await self._container_spec(
-            definition, view, name, container_id, str(row.sandbox_id), init=init
+            definition, view, name, container_id, str(row.sandbox_id), init=init, group_id=row.id
         )
         await self._runtime.create(spec)
         view["_id"] = container_id
@@ -685,6 +730,7 @@ class ContainerGroups:
         sandbox_id: str,
         *,
         init: bool,
+        group_id: str,
     ) -> ContainerSpec:
         image = _Image.from_json(view.get("_image"))
         if image is None:
@@ -708,16 +754,12 @@ class ContainerGroups:
             resources = Resources(
                 cpu=c.resources.cpu_limit, memory_bytes=int(c.resources.memory_limit_in_gb * GIB)
             )
-        process = image_process(
-            config if isinstance(config, dict) else {},
-            command=command,
-            env=[f"{e.name}={e.effective_value}" for e in env_vars],
-        )
-        user = process.user
-        if security is not None and security.run_as_user is not None:
-            user = str(security.run_as_user)
-            if security.run_as_group is not None:
-                user += f":{security.run_as_group}"
+        env = [f"{e.name}={e.effective_value}" for e in env_vars]
+        if self._identity_env is not None and has_identity(definition.identity):
+            # The platform's variables come last and win; they never enter the stored body.
+            env += [f"{k}={v}" for k, v in self._identity_env.environment(group_id, sandbox_id).items()]
+        process = image_process(config if isinstance(config, dict) else {}, command=command, env=env)
+        user, privileges = _apply_security_context(process.user, security)
         binds: list[Mount] = []
         mounts: list[VolumeMount] = []
         for vm in volume_mounts:
@@ -738,6 +780,7 @@ class ContainerGroups:
             volume_mounts=mounts,
             resources=resources,
             stop_grace_s=self._stop_grace_s,
+            security=privileges,
         )
 
     async def _lowers(self, image: _Image) -> list[Path]:
@@ -857,35 +900,48 @@ class ContainerGroups:
 
     # ------------------------------------------------------------------ supervision
 
-    def _start_watchers(self, row: _Row, definition: GroupDefinition) -> None:
-        tasks = self._watchers.setdefault(row.key, set())
+    def _start_watchers(self, row: _Row, definition: GroupDefinition) -> int:
+        """A watcher for every container of the row that is not terminated and has none alive;
+        returns how many were started."""
+        tasks = self._watchers.setdefault(row.key, {})
+        started = 0
         for c in definition.containers:
             view = row.container(c.name)
             container_id = view.get("_id")
             if not container_id or (view.get("currentState") or {}).get("state") == TERMINATED:
                 continue
+            if c.name in tasks:
+                continue
+            probes = ContainerProbes(
+                liveness=c.liveness_probe,
+                readiness=c.readiness_probe,
+                ip=row.ip,
+                secrets=tuple(e.secure_value for e in c.environment_variables if e.secure_value),
+            )
             task = asyncio.create_task(
-                self._watch(row.key, c.name, str(container_id), row.generation),
+                self._watch(row.key, c.name, str(container_id), row.generation, probes),
                 name=f"watch-{container_id}",
             )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks[c.name] = task
+            task.add_done_callback(functools.partial(_forget, tasks, c.name))
+            started += 1
+        return started
 
     async def _stop_watchers(self, key: str) -> None:
-        tasks = list(self._watchers.pop(key, set()))
+        tasks = list(self._watchers.pop(key, {}).values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch(self, key: str, name: str, container_id: str, generation: int) -> None:
-        """Wait for the container's exits and apply the restart policy, until the group changes."""
+    async def _watch(
+        self, key: str, name: str, container_id: str, generation: int, probes: ContainerProbes
+    ) -> None:
+        """Wait for the container's exits (probing it meanwhile) and apply the restart policy,
+        until the group changes."""
         try:
             while True:
-                try:
-                    state: ContainerState | None = await self._runtime.wait(container_id)
-                except ContainerNotFound:
-                    state = None
-                delay = await self._exited(key, name, container_id, generation, state)
+                state, unhealthy = await self._supervise(key, name, container_id, generation, probes)
+                delay = await self._exited(key, name, container_id, generation, state, unhealthy=unhealthy)
                 if delay is None:
                     return
                 await asyncio.sleep(delay)
@@ -900,11 +956,60 @@ class ContainerGroups:
         except Exception:
             log.exception("container supervision failed", group=key, container=name)
 
+    async def _supervise(
+        self, key: str, name: str, container_id: str, generation: int, probes: ContainerProbes
+    ) -> tuple[ContainerState | None, bool]:
+        """Run the container's probes until it exits; when liveness fails, kill it (like
+        kubelet: Killing, then SIGTERM and the grace period). Returns the exit state (``None``
+        when the container is gone) and whether liveness killed it."""
+
+        async def report(failure: ProbeFailure) -> None:
+            async with self._lock(key):
+                row = await self._load(key)
+                if row is None or row.generation != generation:
+                    return  # overtaken: the watcher learns it from its next write
+                view = row.container(name)
+                if view.get("_id") != container_id:
+                    return
+                self._event(view, "Unhealthy", failure.message, "Warning")
+                with contextlib.suppress(_Superseded):
+                    await self._save(row, generation=generation)
+
+        prober = ContainerProber(self._runtime, container_id, probes, report)
+        try:
+            outcome = await prober.until_exit(self._runtime.wait(container_id))
+        except ContainerNotFound:
+            return None, False
+        if isinstance(outcome, ContainerState):
+            return outcome, False
+        async with self._lock(key):
+            row = await self._load(key)
+            if row is None or row.generation != generation:
+                raise _Superseded
+            view = row.container(name)
+            if view.get("_id") != container_id:
+                raise _Superseded
+            will = ", will be restarted" if self._definition(row).restart_policy != "Never" else ""
+            self._event(view, "Killing", f"Container {name} failed liveness probe{will}")
+            await self._save(row, generation=generation)
+        try:
+            return await self._runtime.stop(container_id, self._stop_grace_s), True
+        except ContainerNotFound:
+            return None, True
+
     async def _exited(
-        self, key: str, name: str, container_id: str, generation: int, state: ContainerState | None
+        self,
+        key: str,
+        name: str,
+        container_id: str,
+        generation: int,
+        state: ContainerState | None,
+        *,
+        unhealthy: bool = False,
     ) -> float | None:
         """Record an exit; the back-off before a restart, or ``None`` when the container stays
-        terminated."""
+        terminated. A container that liveness killed (``unhealthy``) is restarted unless the
+        policy is ``Never``, whatever its exit code (kubelet's rule)."""
         async with self._lock(key):
             row = await self._load(key)
             if row is None or row.generation != generation:
@@ -916,7 +1021,7 @@ class ContainerGroups:
             terminated = self._terminated(view, state)
             exit_code = terminated.get("exitCode")
             policy = definition.restart_policy
-            restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+            restart = policy == "Always" or (policy == "OnFailure" and (exit_code != 0 or unhealthy))
             if not restart:
                 view["currentState"] = terminated
                 row.state = self._group_state(row, definition)
@@ -980,11 +1085,10 @@ class ContainerGroups:
 
     # ------------------------------------------------------------------ start-up and shutdown
 
-    async def resume(self) -> int:
-        """Re-attach watchers to the containers of every running group; provision again the
-        groups whose sandbox is gone. Returns how many groups were resumed."""
+    async def _provisioned_rows(self) -> list[_Row]:
+        """Groups that should run and were provisioned."""
         async with self._store.connect() as conn:
-            rows = [
+            return [
                 self._row(r)
                 for r in await conn.execute(
                     sa.select(groups).where(
@@ -992,6 +1096,11 @@ class ContainerGroups:
                     )
                 )
             ]
+
+    async def resume(self) -> int:
+        """Re-attach watchers to the containers of every running group; provision again the
+        groups whose sandbox is gone. Returns how many groups were resumed."""
+        rows = await self._provisioned_rows()
         sandboxes = {s.id for s in await self._runtime.sandboxes()}
         for row in rows:
             definition = self._definition(row)
@@ -1003,6 +1112,42 @@ class ContainerGroups:
             generation = await self._bump(row.key, desired=RUNNING)
             self._spawn(self._reprovision(row.id, generation))
         return len(rows)
+
+    async def supervise(self) -> int:
+        """The periodic complement of :meth:`resume`, run after each reconciliation round of the
+        runtime: every container of a running group that is not terminated gets a watcher if it
+        has none alive (its watcher ended on an error). The new watcher handles at once an exit
+        that happened meanwhile (e.g. one the reconciler recorded), so that the instance view,
+        the events, the restart policy and the group state follow. Groups being worked on (their
+        lock is held: provisioning, stop, delete) are left to that work. Returns how many
+        watchers it started."""
+        started = 0
+        for row in await self._provisioned_rows():
+            watched = self._watchers.get(row.key, {})
+            unwatched = [
+                name
+                for name, view in (row.views.get("containers") or {}).items()
+                if view.get("_id")
+                and (view.get("currentState") or {}).get("state") != TERMINATED
+                and name not in watched
+            ]
+            lock = self._lock(row.key)
+            if not unwatched or lock.locked():
+                continue
+            async with lock:
+                fresh = await self._load(row.key)
+                if (
+                    fresh is None
+                    or fresh.generation != row.generation
+                    or fresh.desired != RUNNING
+                    or fresh.provisioning_state != SUCCEEDED
+                ):
+                    continue
+                count = self._start_watchers(fresh, self._definition(fresh))
+            if count:
+                log.warning("container supervision resumed", group=row.id, watchers=count)
+            started += count
+        return started
 
     async def _reprovision(self, resource_id: str, generation: int) -> None:
         try:
@@ -1022,7 +1167,7 @@ class ContainerGroups:
 
     async def close(self) -> None:
         """Stop supervising (containers keep running: the next start re-attaches)."""
-        tasks = [t for ts in self._watchers.values() for t in ts] + list(self._background)
+        tasks = [t for ts in self._watchers.values() for t in ts.values()] + list(self._background)
         self._watchers.clear()
         for task in tasks:
             task.cancel()
@@ -1163,6 +1308,38 @@ class ContainerGroups:
             )
         if not result.rowcount:
             raise _Superseded
+
+
+def _apply_security_context(
+    image_user: str | None, context: SecurityContextDefinition | None
+) -> tuple[str | None, ContainerSecurity]:
+    """The process user (``uid[:gid]`` or the image's ``name[:group]``) and privileges for a
+    container's ``securityContext``: ``runAsUser`` replaces the image's user (and its group: the
+    uid's primary group applies), ``runAsGroup`` replaces the group; capabilities are added to and
+    dropped from the default set; ``allowPrivilegeEscalation: false`` sets no-new-privileges."""
+    if context is None:
+        return image_user, ContainerSecurity()
+    user = image_user
+    if context.run_as_user is not None or context.run_as_group is not None:
+        name, _, group = (image_user or "0").partition(":")
+        if context.run_as_user is not None:
+            # A uid without a group gets its primary group from the image's /etc/passwd (or 0).
+            name, group = str(context.run_as_user), ""
+        if context.run_as_group is not None:
+            group = str(context.run_as_group)
+        user = f"{name}:{group}" if group else name
+    privileges = ContainerSecurity(
+        capabilities_add=context.capabilities_add,
+        capabilities_drop=context.capabilities_drop,
+        no_new_privileges=context.allow_privilege_escalation is False,
+    )
+    return user, privileges
+
+
+def _forget(tasks: dict[str, asyncio.Task[None]], name: str, task: asyncio.Task[None]) -> None:
+    """Done-callback of a watcher: drop it from its group's table (unless replaced already)."""
+    if tasks.get(name) is task:
+        del tasks[name]
 
 
 def _why(error: MoorageError) -> str:

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from moorage.core.errors import InvalidArgument, NotSupported
 from moorage.core.reference import parse_reference
+from moorage.instances.access import identity_not_attached_diagnosis
 from moorage.instances.model import (
     IDENTITY_BOTH,
     IDENTITY_NONE,
@@ -74,7 +75,13 @@ from moorage.instances.model import (
     VolumeDefinition,
     VolumeMountDefinition,
 )
-from moorage.instances.runtime.specs import MAX_SECRET_BYTES, SECRET_FILE
+from moorage.instances.runtime.specs import (
+    ALL_CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    LINUX_CAPABILITIES,
+    MAX_SECRET_BYTES,
+    SECRET_FILE,
+)
 
 __all__ = ["MAX_CONTAINERS", "MAX_GROUP_CPU", "MAX_GROUP_MEMORY_GB", "mask_secrets", "parse_group"]
 
@@ -87,57 +94,10 @@ MAX_CONTAINERS = 60
 # message users see beyond it). Callers may pass the host's own figures to parse_group.
 MAX_GROUP_CPU = 4.0
 MAX_GROUP_MEMORY_GB = 16.0
-# Docker's default capability set: re-adding one of these is a no-op, anything else would widen
-# what a container may do beyond what this host grants.
-DEFAULT_CAPABILITIES = frozenset(
-    {
-        "AUDIT_WRITE",
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "MKNOD",
-        "NET_BIND_SERVICE",
-        "NET_RAW",
-        "SETFCAP",
-        "SETGID",
-        "SETPCAP",
-        "SETUID",
-        "SYS_CHROOT",
-    }
-)
-LINUX_CAPABILITIES = DEFAULT_CAPABILITIES | frozenset(
-    {
-        "AUDIT_CONTROL",
-        "AUDIT_READ",
-        "BLOCK_SUSPEND",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-        "DAC_READ_SEARCH",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "LEASE",
-        "LINUX_IMMUTABLE",
-        "MAC_ADMIN",
-        "MAC_OVERRIDE",
-        "NET_ADMIN",
-        "NET_BROADCAST",
-        "PERFMON",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_MODULE",
-        "SYS_NICE",
-        "SYS_PACCT",
-        "SYS_PTRACE",
-        "SYS_RAWIO",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "SYSLOG",
-        "WAKE_ALARM",
-    }
-)
+# Capabilities a container may add: Docker's defaults (a no-op) and NET_ADMIN, whose reach is the
+# group's own network namespace (host ports live in the host's nftables table, out of its sight).
+# Anything else would give a container more of the host than this host grants.
+ADDABLE_CAPABILITIES = DEFAULT_CAPABILITIES | {"NET_ADMIN"}
 
 UNSUPPORTED = "UnsupportedFeature"
 CONTENT = "InvalidRequestContent"
@@ -1306,11 +1266,11 @@ class _GroupParser:
             adds = self._capabilities(caps, "add", cpath, container, allow_all=False)
             drops = self._capabilities(caps, "drop", cpath, container, allow_all=True)
             for i, cap in enumerate(adds):
-                if cap not in DEFAULT_CAPABILITIES:
+                if cap not in ADDABLE_CAPABILITIES:
                     raise self._unsupported(
                         _index(_key(cpath, "add"), i),
                         f"adding capability '{cap}' would give the container more than this host allows; "
-                        "only Docker's default capabilities can be added.",
+                        "only Docker's default capabilities and NET_ADMIN can be added.",
                     )
         ids: dict[str, int | None] = {}
         for key in ("runAsUser", "runAsGroup"):
@@ -1337,7 +1297,7 @@ class _GroupParser:
         for i, name in enumerate(_strings(caps, key, path)):
             cap = name.strip().upper()
             cap = cap.removeprefix("CAP_")
-            if cap not in LINUX_CAPABILITIES and not (allow_all and cap == "ALL"):
+            if cap not in LINUX_CAPABILITIES and not (allow_all and cap == ALL_CAPABILITIES):
                 raise self._invalid(
                     "InvalidSecurityContext",
                     f"The capability '{name[:64]}' of container '{container}' in {self.cg} "
@@ -1384,11 +1344,13 @@ class _GroupParser:
                 )
             if uami and (identity is None or identity.find_user_assigned(uami) is None):
                 # Also a system-assigned identity ('[system]'): ACI pulls only with user-assigned ones.
-                raise self._invalid(
-                    "InvalidImageRegistryIdentity",
+                listed = identity.user_assigned if identity is not None else ()
+                raise InvalidArgument(
                     f"The identity in the 'imageRegistryCredentials' of {self.cg} not found "
                     "in container group identity list.",
-                    _key(path, "identity"),
+                    code="InvalidImageRegistryIdentity",
+                    target=_key(path, "identity"),
+                    additional_info=(identity_not_attached_diagnosis(uami, server, listed).as_info(),),
                 )
             out.append(
                 RegistryCredentialDefinition(

@@ -17,6 +17,7 @@ from moorage.arm.ids import ResourceRef
 from moorage.arm.lro import Operation
 from moorage.arm.store import StoredResource, Subscription
 from moorage.core.errors import InvalidArgument, NotFound, NotSupported
+from moorage.core.jsonc import to_strict_json
 from moorage.identity.records import TokenClaims
 
 
@@ -67,6 +68,8 @@ class ResourceProvider:
     scope: ClassVar[Scope] = "resource_group"
     # POST (and GET-style) actions the type supports, e.g. {"listCredentials": "POST"}.
     actions: ClassVar[dict[str, str]] = {}
+    # Accept bodies Json.NET would (comments, unquoted keys, trailing commas); see core.jsonc.
+    lenient_json: ClassVar[bool] = False
 
     def permission(self, method: str, action: str | None = None) -> str:
         """The Azure operation name checked against role definitions."""
@@ -85,6 +88,10 @@ class ResourceProvider:
 
     async def get(self, ctx: CallContext, ref: ResourceRef) -> dict[str, Any]:
         raise self._unsupported("GET", ctx)
+
+    async def preflight(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> None:
+        """Check a PUT body without acting on it (template deployment preflight); raise what
+        :meth:`put` would raise for a malformed body. Default: nothing to check up front."""
 
     async def patch(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> dict[str, Any]:
         raise self._unsupported("PATCH", ctx)
@@ -182,11 +189,17 @@ def parse_tags(value: Any, path: str = "tags") -> dict[str, str] | None:
     return dict(value)
 
 
-def parse_json_body(raw: bytes) -> Any:
-    """Parse a request body with ARM's ``InvalidRequestContent`` message on failure."""
+def parse_json_body(raw: bytes, *, lenient: bool = False) -> Any:
+    """Parse a request body with ARM's ``InvalidRequestContent`` message on failure.
+
+    ``lenient`` also accepts what Json.NET (ARM's parser) does beyond JSON: comments, unquoted
+    property names, single-quoted strings and trailing commas.
+    """
     if not raw.strip():
         return None
     try:
+        if lenient:
+            return json.loads(to_strict_json(raw.decode("utf-8")))
         return json.loads(raw)
     except UnicodeDecodeError as exc:
         raise InvalidArgument(

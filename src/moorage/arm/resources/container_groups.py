@@ -17,8 +17,10 @@
   (:mod:`moorage.instances.exec_sessions`; the socket is served by :mod:`moorage.exec_sockets`).
   The container must exist (404 ``ContainerNotFound``) and run, in a running group (409
   ``ContainerGroupNotRunning`` / ``ContainerNotRunning``).
-* Location endpoints the SDK and CLI call: ``locations/{l}/usages``, ``cachedImages`` and
-  ``capabilities``; the operations catalog of the namespace.
+* Location endpoints the SDK and CLI call: ``locations/{l}/usages`` (groups and requested cores),
+  ``cachedImages`` (the subscription's images this host holds unpacked), ``capabilities`` and
+  ``operations/{id}`` (ACI's spelling of an operation's status); the namespace's operations
+  catalog.
 
 **Identities.** ``SystemAssigned``: the group's system-assigned identity is a managed-identity
 principal keyed by the *group's own resource id* (what Azure puts in such a token's ``xms_mirid``
@@ -30,6 +32,7 @@ shows its identity's ``principalId`` and ``clientId``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -59,13 +62,14 @@ from moorage.instances.model import (
     VolumeMountDefinition,
 )
 from moorage.instances.runtime.base import TerminalSize
-from moorage.instances.service import ContainerGroup, ContainerGroups
+from moorage.instances.service import STOPPED, ContainerGroup, ContainerGroups
 from moorage.instances.validation import MAX_GROUP_CPU, MAX_GROUP_MEMORY_GB, mask_secrets, parse_group
 
 NAMESPACE = "Microsoft.ContainerInstance"
 GROUP_TYPE = f"{NAMESPACE}/containerGroups"
 PROVISION_KIND = "containerGroups/provision"
 MAX_GROUPS_PER_REGION = 100
+MAX_CACHED_IMAGES = 100
 Items = list[dict[str, Any]]  # a name for it: providers have a ``list`` method
 
 
@@ -296,6 +300,19 @@ class ContainerGroupsProvider(ResourceProvider):
             out["identity"] = rendered
         out["properties"] = render_properties(group, instance_view=instance_view)
         return mask_secrets(out)
+
+    async def preflight(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> None:
+        """The schema and limit checks of a PUT (not the image access check: that needs the
+        registries and identities the deployment may still be creating)."""
+        resource_group = await self._store.resource_group(ctx.subscription.id, ref.resource_group or "")
+        parse_group(
+            body,
+            name=ref.name,
+            api_version=ctx.api_version,
+            location_default=resource_group.location if resource_group else None,
+            max_cpu=MAX_GROUP_CPU,
+            max_memory_gb=MAX_GROUP_MEMORY_GB,
+        )
 
     async def put(self, ctx: CallContext, ref: ResourceRef, body: dict[str, Any]) -> PutResult:
         resource_group = await self._store.resource_group(ctx.subscription.id, ref.resource_group or "")
@@ -557,7 +574,8 @@ def _tail(raw: str | None) -> int | None:
 
 
 class _LocationListing(ResourceProvider):
-    """A read-only, subscription-level ``locations/{l}/<what>`` listing."""
+    """A read-only, subscription-level ``locations/{l}/<what>`` listing (one page: these lists
+    are short, so there is no ``nextLink``)."""
 
     scope = "subscription"
 
@@ -572,23 +590,29 @@ class _LocationListing(ResourceProvider):
 
 
 class LocationUsages(_LocationListing):
+    """``locations/{l}/usages``: the subscription's container groups in the region and the cores
+    their containers request (stopped groups hold none), against this host's limits."""
+
     resource_type = f"{NAMESPACE}/locations/usages"
 
     async def items(self, ctx: CallContext, location: str) -> Items:
-        used = await self._service.count(ctx.subscription.id, location)
+        groups = [g for g in await self._service.list_groups(ctx.subscription.id) if g.location == location]
+        cores = sum(
+            c.resources.requests.cpu for g in groups if g.state != STOPPED for c in g.definition.containers
+        )
         prefix = f"/subscriptions/{ctx.subscription.id}/providers/{NAMESPACE}/locations/{location}/usages"
         return [
             {
                 "id": f"{prefix}/ContainerGroups",
                 "unit": "Count",
-                "currentValue": used,
+                "currentValue": len(groups),
                 "limit": MAX_GROUPS_PER_REGION,
                 "name": {"value": "ContainerGroups", "localizedValue": "Container Groups"},
             },
             {
                 "id": f"{prefix}/StandardCores",
                 "unit": "Count",
-                "currentValue": 0,
+                "currentValue": math.ceil(cores),
                 "limit": int(MAX_GROUP_CPU) * MAX_GROUPS_PER_REGION,
                 "name": {"value": "StandardCores", "localizedValue": "Standard Cores"},
             },
@@ -596,10 +620,14 @@ class LocationUsages(_LocationListing):
 
 
 class CachedImages(_LocationListing):
+    """``locations/{l}/cachedImages``: the images this host holds unpacked for the subscription's
+    groups in the region (so a group using one starts without a pull); all Linux."""
+
     resource_type = f"{NAMESPACE}/locations/cachedImages"
 
     async def items(self, ctx: CallContext, location: str) -> Items:
-        return []
+        images = await self._service.cached_images(ctx.subscription.id, location, limit=MAX_CACHED_IMAGES)
+        return [{"osType": "Linux", "image": image} for image in images]
 
 
 class Capabilities(_LocationListing):
@@ -622,6 +650,38 @@ class Capabilities(_LocationListing):
         ]
 
 
+class LocationOperations(ResourceProvider):
+    """``locations/{l}/operations/{id}``: ACI's spelling of an asynchronous operation's status
+    (the same record ``operationStatuses/{id}`` shows), for container-instance operations only."""
+
+    resource_type = f"{NAMESPACE}/locations/operations"
+    scope = "subscription"
+
+    def __init__(self, operations: Operations) -> None:
+        self._operations = operations
+
+    async def get(self, ctx: CallContext, ref: ResourceRef) -> dict[str, Any]:
+        operation = await self._operations.get(ctx.subscription.id, ref.name)
+        location = normalize_location(ref.names[0])
+        if operation.namespace.lower() != NAMESPACE.lower() or operation.location != location:
+            raise NotFound(f"The operation '{ref.name}' could not be found.", code="OperationNotFound")
+        return operation.status_body() | {"id": ref.id}
+
+    def operation_catalog(self) -> OperationCatalog:
+        return [
+            {
+                "name": f"{NAMESPACE}/locations/operations/read",
+                "display": {
+                    "provider": "Microsoft Container Instance",
+                    "resource": "Operation",
+                    "operation": "Get Operation Status",
+                    "description": "Gets the status of an asynchronous container group operation.",
+                },
+                "origin": "User",
+            }
+        ]
+
+
 def container_instance_providers(
     store: ArmStore,
     operations: Operations,
@@ -637,4 +697,5 @@ def container_instance_providers(
         LocationUsages(service),
         CachedImages(service),
         Capabilities(service),
+        LocationOperations(operations),
     ]

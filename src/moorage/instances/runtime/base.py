@@ -121,6 +121,19 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class ContainerSecurity:
+    """Privileges of a container's process. Capability names are upper case without the ``CAP_``
+    prefix; ``capabilities_drop`` may hold ``ALL``. Backends start from Docker's default set
+    (:func:`~moorage.instances.runtime.specs.capability_set` computes the result).
+    ``no_new_privileges`` stops the process (and its children) from gaining privileges through
+    setuid/setgid binaries or file capabilities."""
+
+    capabilities_add: Sequence[str] = ()
+    capabilities_drop: Sequence[str] = ()
+    no_new_privileges: bool = False
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     id: str  # unique, [a-z0-9-]{1,63}
     sandbox_id: str
@@ -133,6 +146,7 @@ class ContainerSpec:
     volume_mounts: Sequence[VolumeMount] = ()  # the sandbox's volumes, by name
     resources: Resources = field(default_factory=Resources)
     stop_grace_s: float = 10.0
+    security: ContainerSecurity = field(default_factory=ContainerSecurity)
 
 
 class ContainerStatus(StrEnum):

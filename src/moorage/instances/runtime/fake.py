@@ -11,6 +11,9 @@ test runs unchanged against runc:
 ``env`` / ``pwd`` / ``id [-u|-g]``     env, working directory, uid/gid
 ``cat``                                copies stdin to stdout (stdin is empty but under
                                        ``exec_terminal``); ``stty size``: the terminal's size
+``cat /proc/self/status``              ``Uid``, ``Gid``, the ``Cap*`` masks (the spec's
+                                       capabilities; a non-root process keeps only
+                                       ``CapBnd``) and ``NoNewPrivs``; other files are missing
 ``dd ... bs=SIZE ...``                 allocates SIZE (K/M/G suffixes); above the memory
                                        limit it is OOM-killed (137, ``oom_killed``)
 ``sh -c SCRIPT``                       statements separated by ``;``: any command above,
@@ -65,7 +68,13 @@ from moorage.instances.runtime.base import (
     SandboxSpec,
     TerminalSize,
 )
-from moorage.instances.runtime.specs import check_container_spec, check_sandbox_spec, process_env
+from moorage.instances.runtime.specs import (
+    capability_mask,
+    capability_set,
+    check_container_spec,
+    check_sandbox_spec,
+    process_env,
+)
 from moorage.instances.runtime.users import ResolvedUser, read_from_layers, resolve_user
 
 _SIZE = re.compile(r"(\d+)([kKmMgG]?)\Z")
@@ -90,6 +99,8 @@ class _Process:
     user: ResolvedUser
     memory_limit: int | None
     init: bool
+    capabilities: tuple[str, ...] = ()  # the bounding set
+    no_new_privileges: bool = False
     traps: dict[int, str] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
@@ -181,6 +192,8 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
         else:
             out(f"uid={p.user.uid} gid={p.user.gid}")
         return 0
+    if prog == "cat":
+        return _cat(args, p, out, err)
     if prog == "dd":
         opts = dict(a.split("=", 1) for a in args if "=" in a)
         size = _parse_size(opts.get("bs", "512")) or 512
@@ -193,6 +206,24 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
         return 0
     err(f"sh: {prog}: not found")
     return 127
+
+
+def _cat(args: Sequence[str], p: _Process, out: Write, err: Write) -> int:
+    for path in args:
+        if path not in ("/proc/self/status", "/proc/thread-self/status"):
+            err(f"cat: can't open '{path}': No such file or directory")
+            return 1
+        bounding = capability_mask(p.capabilities)
+        # execve as a non-root user clears the permitted and effective sets (no ambient ones).
+        held = bounding if p.user.uid == 0 else 0
+        out("Name:\tcat")
+        out("Uid:\t" + "\t".join([str(p.user.uid)] * 4))
+        out("Gid:\t" + "\t".join([str(p.user.gid)] * 4))
+        for key, mask in (("CapInh", 0), ("CapPrm", held), ("CapEff", held), ("CapBnd", bounding)):
+            out(f"{key}:\t{mask:016x}")
+        out(f"CapAmb:\t{0:016x}")
+        out(f"NoNewPrivs:\t{int(p.no_new_privileges)}")
+    return 0
 
 
 def is_simulated(program: str) -> bool:
@@ -445,7 +476,15 @@ class FakeRuntime:
 
     def _process(self, c: _Container, *, init: bool) -> _Process:
         env = dict(e.split("=", 1) for e in c.env)
-        return _Process(env, c.spec.cwd, c.user, c.spec.resources.memory_bytes, init=init)
+        return _Process(
+            env,
+            c.spec.cwd,
+            c.user,
+            c.spec.resources.memory_bytes,
+            init=init,
+            capabilities=tuple(capability_set(c.spec.security)),
+            no_new_privileges=c.spec.security.no_new_privileges,
+        )
 
     async def start(self, container_id: str) -> ContainerState:
         c = self._get(container_id)

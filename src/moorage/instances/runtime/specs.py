@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moorage.core.errors import InvalidArgument
-from moorage.instances.runtime.base import ContainerSpec, SandboxSpec, Volume
+from moorage.instances.runtime.base import ContainerSecurity, ContainerSpec, SandboxSpec, Volume
 
 CONTAINER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 SANDBOX_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}\Z")
@@ -19,6 +19,32 @@ VOLUME_KINDS = ("emptyDir", "secret")
 MOUNT_KINDS = ("bind", "tmpfs")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_SECRET_BYTES = 16 << 20  # all files of one secret volume together
+
+# Linux capabilities by name (without the ``CAP_`` prefix) and bit number (linux/capability.h).
+CAPABILITY_BITS: Mapping[str, int] = {
+    name: bit
+    for bit, name in enumerate(
+        (
+            "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+            "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+            "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+            "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+            "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+            "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+            "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+        )
+    )
+}  # fmt: skip
+LINUX_CAPABILITIES = frozenset(CAPABILITY_BITS)
+# Docker's default capability set: what a container's root process holds unless its spec drops
+# some or adds others.
+DEFAULT_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+        "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }
+)  # fmt: skip
+ALL_CAPABILITIES = "ALL"  # in ``drop``: start from no capability at all
 
 
 def _absolute(path: str, target: str) -> None:
@@ -82,6 +108,36 @@ def check_container_spec(spec: ContainerSpec, volumes: Mapping[str, Volume]) -> 
         raise InvalidArgument("the pids limit must be positive", target="resources")
     if spec.stop_grace_s < 0:
         raise InvalidArgument("stop_grace_s must not be negative", target="stop_grace_s")
+    _check_security(spec.security)
+
+
+def _check_security(security: ContainerSecurity) -> None:
+    for cap in security.capabilities_add:
+        if cap not in LINUX_CAPABILITIES:
+            raise InvalidArgument(f"unknown capability {cap!r} in add", target="security")
+    for cap in security.capabilities_drop:
+        if cap not in LINUX_CAPABILITIES and cap != ALL_CAPABILITIES:
+            raise InvalidArgument(f"unknown capability {cap!r} in drop", target="security")
+
+
+def capability_set(security: ContainerSecurity) -> list[str]:
+    """The container's capabilities (sorted by bit, no ``CAP_`` prefix), as Docker computes them:
+    the default set minus ``capabilities_drop`` (``ALL`` drops every one), plus
+    ``capabilities_add`` — a capability both dropped and added is kept. A root process holds
+    exactly these (bounding, permitted, effective); a non-root process keeps them only in its
+    bounding set (``execve`` clears the others)."""
+    kept = set() if ALL_CAPABILITIES in security.capabilities_drop else set(DEFAULT_CAPABILITIES)
+    kept -= set(security.capabilities_drop)
+    kept |= set(security.capabilities_add)
+    return sorted(kept, key=CAPABILITY_BITS.__getitem__)
+
+
+def capability_mask(capabilities: Sequence[str]) -> int:
+    """The bit mask of ``capabilities`` as ``/proc/<pid>/status`` shows it (``CapEff`` etc.)."""
+    mask = 0
+    for cap in capabilities:
+        mask |= 1 << CAPABILITY_BITS[cap]
+    return mask
 
 
 def process_env(env: Sequence[str], *, home: str, hostname: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The OCI runtime ``config.json`` of a container: the spec (command, env, cwd, user, mounts,
-resources) on top of Docker-like defaults (14 capabilities, masked ``/proc`` paths, private
-pid/ipc/uts/mount namespaces) in the sandbox's network namespace."""
+resources, capabilities, no-new-privileges) on top of Docker-like defaults (Docker's 14
+capabilities, masked ``/proc`` paths, private pid/ipc/uts/mount namespaces) in the sandbox's
+network namespace."""
 
 from __future__ import annotations
 
@@ -11,28 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from moorage.instances.runtime.base import ContainerSpec
+from moorage.instances.runtime.specs import capability_set
 from moorage.instances.runtime.users import ResolvedUser
 
 OCI_VERSION = "1.0.2-dev"
 CPU_PERIOD_US = 100_000
-
-# Docker's default capability set.
-DEFAULT_CAPABILITIES = (
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-)
 
 MASKED_PATHS = (
     "/proc/acpi",
@@ -183,7 +167,9 @@ def oci_config(
     """The ``config.json`` for ``spec`` (rootfs at ``<bundle>/rootfs``)."""
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     namespaces.append({"type": "network", "path": sandbox.netns} if sandbox.netns else {"type": "network"})
-    caps = list(DEFAULT_CAPABILITIES)
+    # No inheritable or ambient capabilities: a non-root process keeps them in its bounding set
+    # only (execve clears the rest), as with Docker.
+    caps = [f"CAP_{cap}" for cap in capability_set(spec.security)]
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -194,7 +180,7 @@ def oci_config(
             "cwd": spec.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [dict(r) for r in rlimits],
-            "noNewPrivileges": False,
+            "noNewPrivileges": spec.security.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": sandbox.hostname,

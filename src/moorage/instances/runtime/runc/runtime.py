@@ -52,6 +52,7 @@ from moorage.instances.runtime.base import (
 )
 from moorage.instances.runtime.runc import cgroups, conmon
 from moorage.instances.runtime.runc.bundle import DEFAULT_RLIMITS, SandboxFiles, clamp_rlimits, oci_config
+from moorage.instances.runtime.runc.claims import Claims
 from moorage.instances.runtime.runc.cli import RuncCli, error_text
 from moorage.instances.runtime.runc.layout import (
     ContainerRecord,
@@ -105,6 +106,11 @@ class NetworkBackend(Protocol):
 
     async def cleanup_orphans(self, keep: set[str]) -> list[str]:
         """Delete every sandbox network not in ``keep``; return the ids removed."""
+
+
+def sandbox_key(sandbox_id: str) -> str:
+    """The claim key of a sandbox (a container's is its id; sandbox ids may equal container ids)."""
+    return f"sandbox:{sandbox_id}"
 
 
 def _exit_code(path: Path) -> int | None:
@@ -165,9 +171,10 @@ class RuncRuntime:
         self.rlimits = clamp_rlimits(rlimits)
         self.supervisor_cgroup = supervisor_cgroup
         self._swap_accounting = cgroups.memory_swap_accounting()
-        self._locks: dict[str, asyncio.Lock] = {}
-        # Ids with an operation in flight; the reconciler leaves them alone.
-        self.busy: set[str] = set()
+        # Operations claim the ids they work on; the reconciler leaves claimed ids alone (see
+        # :mod:`.claims`). Keys: ``<container id>`` and ``sandbox:<sandbox id>``.
+        self.claims = Claims()
+        self._rounds = asyncio.Lock()  # one reconciliation round at a time
 
     # ------------------------------------------------------------------ naming
 
@@ -176,12 +183,6 @@ class RuncRuntime:
 
     def cgroups_path(self, container_id: str) -> str:
         return f"/{self.cgroup_parent}/{self.runc_id(container_id)}"
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     def _record(self, container_id: str) -> ContainerRecord:
         record = self.layout.record(container_id) if container_id and "/" not in container_id else None
@@ -193,24 +194,19 @@ class RuncRuntime:
 
     async def create_sandbox(self, spec: SandboxSpec) -> Sandbox:
         check_sandbox_spec(spec)
-        key = f"sandbox:{spec.id}"
-        async with self._lock(key):
+        async with self.claims.hold(sandbox_key(spec.id)):
             directory = self.layout.sandbox(spec.id)
             if (directory / "sandbox.json").exists():
                 raise AlreadyExists(f"sandbox {spec.id!r} already exists", code="SandboxAlreadyExists")
-            self.busy.add(key)
+            if directory.exists():  # debris of a create that never finished
+                await self.teardown_sandbox(spec.id)
+            directory.mkdir(mode=0o700)
             try:
-                if directory.exists():  # debris of a create that never finished
+                return await self._create_sandbox(spec, directory)
+            except BaseException:
+                with contextlib.suppress(Exception):
                     await self.teardown_sandbox(spec.id)
-                directory.mkdir(mode=0o700)
-                try:
-                    return await self._create_sandbox(spec, directory)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await self.teardown_sandbox(spec.id)
-                    raise
-            finally:
-                self.busy.discard(key)
+                raise
 
     async def _create_sandbox(self, spec: SandboxSpec, directory: Path) -> Sandbox:
         volumes_dir = directory / "volumes"
@@ -269,25 +265,20 @@ class RuncRuntime:
     async def delete_sandbox(self, sandbox_id: str) -> None:
         if "/" in sandbox_id or not sandbox_id:
             return
-        key = f"sandbox:{sandbox_id}"
-        async with self._lock(key):
+        async with self.claims.hold(sandbox_key(sandbox_id)):
             if not self.layout.sandbox(sandbox_id).exists():
                 return
-            self.busy.add(key)
-            try:
-                members = [
-                    container_id
-                    for container_id in self.layout.container_ids()
-                    if (record := self.layout.record(container_id)) is not None
-                    and record.sandbox_id == sandbox_id
-                ]
-                results = await asyncio.gather(*(self.delete(c) for c in members), return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-                await self.teardown_sandbox(sandbox_id)
-            finally:
-                self.busy.discard(key)
+            members = [
+                container_id
+                for container_id in self.layout.container_ids()
+                if (record := self.layout.record(container_id)) is not None
+                and record.sandbox_id == sandbox_id
+            ]
+            results = await asyncio.gather(*(self.delete(c) for c in members), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            await self.teardown_sandbox(sandbox_id)
         log.info("sandbox deleted", sandbox=sandbox_id)
 
     async def teardown_sandbox(self, sandbox_id: str) -> None:
@@ -323,22 +314,18 @@ class RuncRuntime:
         sandbox = self._sandbox_record(spec.sandbox_id)
         volume_kinds = {name: v.get("kind", "emptyDir") for name, v in sandbox.get("volumes", {}).items()}
         check_container_spec(spec, {name: Volume(name, kind) for name, kind in volume_kinds.items()})
-        async with self._lock(spec.id):
+        async with self.claims.hold(spec.id):
             bundle = self.layout.bundle(spec.id)
             if (bundle / "meta.json").exists():
                 raise ContainerAlreadyExists(f"container {spec.id!r} already exists", target=spec.id)
-            self.busy.add(spec.id)
+            if bundle.exists():  # debris of a create that never returned
+                await self.teardown_container(spec.id)
             try:
-                if bundle.exists():  # debris of a create that never returned
+                pid = await self._create(spec, sandbox, volume_kinds)
+            except BaseException:
+                with contextlib.suppress(Exception):
                     await self.teardown_container(spec.id)
-                try:
-                    pid = await self._create(spec, sandbox, volume_kinds)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await self.teardown_container(spec.id)
-                    raise
-            finally:
-                self.busy.discard(spec.id)
+                raise
         log.info("container created", container=spec.id, sandbox=spec.sandbox_id, pid=pid)
         return ContainerState(id=spec.id, sandbox_id=spec.sandbox_id, status=ContainerStatus.CREATED, pid=pid)
 
@@ -406,7 +393,7 @@ class RuncRuntime:
         return pid
 
     async def start(self, container_id: str) -> ContainerState:
-        async with self._lock(container_id):
+        async with self.claims.hold(container_id):
             record = self._record(container_id)
             bundle = self.layout.bundle(container_id)
             started = bundle / "started"
@@ -581,14 +568,10 @@ class RuncRuntime:
     async def delete(self, container_id: str) -> None:
         if not container_id or "/" in container_id:
             return
-        async with self._lock(container_id):
+        async with self.claims.hold(container_id):
             if not self.layout.bundle(container_id).exists():
                 return
-            self.busy.add(container_id)
-            try:
-                await self.teardown_container(container_id)
-            finally:
-                self.busy.discard(container_id)
+            await self.teardown_container(container_id)
         log.info("container deleted", container=container_id)
 
     async def teardown_container(self, container_id: str) -> None:
@@ -741,10 +724,25 @@ class RuncRuntime:
 
     async def reconcile(self) -> ReconcileReport:
         """Adopt running containers, record exits that happened while nobody watched, and remove
-        debris (see :class:`~.reconcile.Reconciler`)."""
+        debris (see :class:`~.reconcile.Reconciler`). Safe to call while operations run: it never
+        touches what an operation has claimed (:mod:`.claims`). Rounds run one at a time."""
         from moorage.instances.runtime.runc.reconcile import Reconciler  # noqa: PLC0415 - import cycle
 
-        return await Reconciler(self).run_once()
+        async with self._rounds:
+            return await Reconciler(self).run_once()
+
+    def supervised(self, container_id: str) -> bool:
+        """Whether the container's conmon lives and it has no recorded or written exit: it is
+        created or running (no ``runc`` process asked; for the reconciler's rounds)."""
+        record = self.layout.record(container_id)
+        if record is None:
+            return False
+        files = self.layout.files(container_id)
+        return (
+            not (files.bundle / "final.json").exists()
+            and _exit_code(files.exit_file(record.runc_id)) is None
+            and conmon.conmon_pid(files, record.runc_id) is not None
+        )
 
     def describe(self) -> dict[str, Any]:
         """The runtime's configuration, for diagnostics."""
