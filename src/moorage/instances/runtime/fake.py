@@ -173,8 +173,7 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
         return 0
     if prog == "cat":
         if args not in ([], ["-"]):
-            err("cat: only standard input is simulated")
-            return 2
+            return _cat(args, p, out, err)
         while p.stdin is not None and (line := await p.stdin.get()) is not None:
             out(line.removesuffix("\n"))
         return 0
@@ -192,8 +191,6 @@ async def _program(argv: Sequence[str], p: _Process, out: Write, err: Write) -> 
         else:
             out(f"uid={p.user.uid} gid={p.user.gid}")
         return 0
-    if prog == "cat":
-        return _cat(args, p, out, err)
     if prog == "dd":
         opts = dict(a.split("=", 1) for a in args if "=" in a)
         size = _parse_size(opts.get("bs", "512")) or 512
