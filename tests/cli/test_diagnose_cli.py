@@ -100,8 +100,11 @@ def test_yaml_output_and_a_bad_format(cli: Cli, raw: RawArm, setup: Setup) -> No
     assert result.returncode == 3, result.stderr
     assert "cause: AuthenticationRequired\n" in result.stdout
     result = cli.run("diagnose", setup.image, "--output", "tsv", check=False, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert "AuthenticationRequired" in result.stdout
+    result = cli.run("diagnose", setup.image, "--output", "xml", check=False, timeout=300)
     assert result.returncode == 2
-    assert result.stderr == "ERROR: --output must be text, json or yaml; got 'tsv'.\n"
+    assert result.stderr == "ERROR: --output must be text, table, json, yaml or tsv; got 'xml'.\n"
 
 
 def test_a_deployment_named_with_its_kind(cli: Cli, raw: RawArm, setup: Setup) -> None:

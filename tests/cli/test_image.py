@@ -539,6 +539,10 @@ def test_inspect_json_and_table(server: RunningServer, image_registry: ImageRegi
     assert layer["size"] > 0
     assert shown["size"] == shown["manifest"]["size"] + config["size"] + layer["size"]
 
+    yaml_text = ok(moorage(server, "inspect", ref, "-o", "yaml")).stdout
+    assert f'digest: "{pushed["digest"]}"\n' in yaml_text
+    assert pushed["digest"] in ok(moorage(server, "inspect", ref, "-o", "tsv")).stdout
+
     table = ok(moorage(server, "inspect", ref)).stdout
     assert f"Digest:      {pushed['digest']}" in table
     assert 'Entrypoint:  ["/bin/sh"]' in table

@@ -131,15 +131,19 @@ def diagnose(  # noqa: PLR0917 - typer maps each parameter to an argument or opt
         str | None,
         typer.Option("--password", "-p", help="The service principal's secret or the user's password."),
     ] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text (default), json or yaml.")] = "text",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text (default; table is the same), json, yaml or tsv.")
+    ] = "text",
     home: HomeOption = None,
 ) -> None:
     """Check, from the platform's viewpoint, whether images can be pulled; name the cause and the fix.
 
     Exit status: 0 every check passed, 3 a cause was found, 1 refused by the server, 2 usage."""
     chosen = output.lower()
-    if chosen not in ("text", OutputFormat.JSON, OutputFormat.YAML):
-        fail(f"--output must be text, json or yaml; got '{output}'.", EXIT_USAGE)
+    if chosen == OutputFormat.TABLE:
+        chosen = "text"  # the report is a list of checks: its text form is its table
+    if chosen not in ("text", OutputFormat.JSON, OutputFormat.YAML, OutputFormat.TSV):
+        fail(f"--output must be text, table, json, yaml or tsv; got '{output}'.", EXIT_USAGE)
     kind, ref = (target, name) if name is not None else (None, target)
     image_check = kind is None and (as_ is not None or (not ref.startswith("/") and resource_group is None))
     if kind is not None and as_ is not None:

@@ -47,6 +47,8 @@ from rich.progress import (
 )
 
 from moorage import config
+from moorage.cli.output import OutputFormat as DataFormat
+from moorage.cli.output import render as render_data
 from moorage.client import ARM_SCOPE, Connection, MoorageClient, oci
 from moorage.client.images import BuildOptions, LayoutWriter, config_summary, open_source
 from moorage.client.transfer import PullResult, ResolvedImage, pull_to_layout, push_bundle, resolve_image
@@ -66,6 +68,16 @@ image_app = typer.Typer(
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
+    tsv = "tsv"
+
+
+def _emit(data: Any, output: OutputFormat) -> bool:
+    """Print ``data`` in a machine format (json, yaml, tsv); False for ``table`` (the caller's own)."""
+    if output is OutputFormat.table:
+        return False
+    typer.echo(render_data(data, DataFormat(output.value)), nl=False)
+    return True
 
 
 HomeOption = Annotated[
@@ -424,9 +436,7 @@ def push(  # noqa: PLR0917 - typer maps each option to a parameter
                 return result.to_json(f"{client.host}/{reference.repository}")
 
     summary = _execute(go)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
+    if not _emit(summary, output):
         name = summary["reference"].split("@")[0]
         typer.echo(f"{name}@{summary['digest']}")
 
@@ -496,9 +506,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
                 return _pull_json(_display(client.host, reference), result, ref_name)
 
     summary = _execute(go)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
+    if not _emit(summary, output):
         where = f"{summary['layout']}:{summary['refName']}" if summary["refName"] else summary["layout"]
         typer.echo(f"{where} {summary['manifestDigest']} {summary['platform'] or ''}".rstrip())
 
@@ -600,7 +608,5 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
                 return _inspect_json(_display(client.host, reference), resolved)
 
     data = _execute(go)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
+    if not _emit(data, output):
         _print_inspect(data)
