@@ -13,11 +13,14 @@ from typing import NamedTuple
 from moorage.app import Moorage
 from moorage.config import Settings
 from moorage.core import log as logging_setup
+from moorage.core import memory
 from moorage.core.log import get_logger
 from moorage.listeners import Server, UvicornListeners, bind_socket, uvicorn_config
 from moorage.tls import ensure_server_tls
 
 log = get_logger("server")
+
+MALLOC_ARENAS = 2
 
 
 def _url_host(host: str) -> str:
@@ -78,6 +81,8 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
 
 async def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM."""
+    # Before any thread exists: two malloc arenas, not one per thread (see moorage.core.memory).
+    memory.limit_arenas(MALLOC_ARENAS)
     settings.home.mkdir(parents=True, exist_ok=True)
     logging_setup.configure(settings.log_file, settings.log_level)
     async with running(settings) as run:

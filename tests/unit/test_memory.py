@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,12 @@ def test_trim_returns_freed_transfer_buffers() -> None:
     after = _rss_mib()
     assert before - after > 30, (before, after)
     assert len(kept) == 60
+
+
+def test_limit_arenas_takes_effect_on_glibc() -> None:
+    if memory._libc() is None or not hasattr(memory._libc(), "mallopt"):
+        pytest.skip("this C library has no mallopt")
+    # Run in a child: the cap applies to the whole process, and this one is the test runner.
+    code = "from moorage.core import memory; print(memory.limit_arenas(2))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

@@ -10,7 +10,13 @@ free heap it will not use again soon. ``malloc_trim(0)`` returns the free pages 
 Pinning the threshold instead (``M_MMAP_THRESHOLD``) keeps the heap small too, but makes every
 large buffer a fresh ``mmap`` and costs CPU on every byte moved.
 
-On a C library without ``malloc_trim`` (musl, macOS) :func:`trim` does nothing.
+The larger share, though, is arenas: glibc gives threads their own arenas (up to eight per CPU),
+and the server's worker threads (blob reads, SQLite writes, overlay mounts) each fragment one.
+Measured with 100 running containers after their image's pulls: 181 MiB with the default, 111
+MiB with two arenas, at the same pull and start times (docs/benchmarks.md). :func:`limit_arenas`
+sets ``M_ARENA_MAX`` through ``mallopt``; it must run before the process starts its threads.
+
+On a C library without ``malloc_trim``/``mallopt`` (musl, macOS) both functions do nothing.
 """
 
 from __future__ import annotations
@@ -23,18 +29,41 @@ from collections.abc import Callable
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        function = libc.malloc_trim
-    except (OSError, AttributeError):
+    libc = _libc()
+    function = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if function is None:
         return None
     function.argtypes = [ctypes.c_size_t]
     function.restype = ctypes.c_int
     trim: Callable[[int], int] = function
     return trim
+
+
+# mallopt parameter number of M_ARENA_MAX (glibc's malloc.h).
+_M_ARENA_MAX = -8
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def limit_arenas(count: int) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (``mallopt(M_ARENA_MAX)``); whether it took effect.
+    Call it first thing in a long-running process, before it starts threads."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, count))
 
 
 def trim() -> bool:
