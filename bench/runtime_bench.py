@@ -80,8 +80,9 @@ from tests.images import Image, build_image, tar_layer, write_layout  # noqa: E4
 from tests.runtime_support import leftovers as host_leftovers  # noqa: E402
 
 from moorage.core.log import configure as configure_logging  # noqa: E402
+from moorage.core.platform import Platform  # noqa: E402
 from moorage.instances import mounts  # noqa: E402
-from moorage.instances.images import BasicCredential, ImageSource, Platform, open_layer  # noqa: E402
+from moorage.instances.images import BasicCredential, ImageSource, open_layer  # noqa: E402
 from moorage.instances.runtime.base import (  # noqa: E402
     ContainerSpec,
     ContainerStatus,

@@ -53,6 +53,7 @@ from moorage.client import ARM_SCOPE, Connection, MoorageClient, oci
 from moorage.client.images import BuildOptions, LayoutWriter, config_summary, open_source
 from moorage.client.transfer import PullResult, ResolvedImage, pull_to_layout, push_bundle, resolve_image
 from moorage.core.errors import InvalidArgument, MoorageError
+from moorage.core.platform import DEFAULT_PLATFORM, Platform
 from moorage.core.reference import DOCKER_HUB, ImageReference, parse_reference
 
 T = TypeVar("T")
@@ -419,7 +420,7 @@ def push(  # noqa: PLR0917 - typer maps each option to a parameter
             env=tuple(env or ()),
             workdir=workdir,
             ports=tuple(port or ()),
-            platform=oci.Platform.parse(platform),
+            platform=Platform.parse(platform),
             labels=tuple(label or ()),
         )
         with _View("upload") as view, tempfile.TemporaryDirectory(prefix="moorage-image-") as work:
@@ -482,7 +483,7 @@ def pull(  # noqa: PLR0917 - typer maps each option to a parameter
     async def go() -> dict[str, Any]:
         reference = _reference(ref)
         basic = _credential_args(username, password, password_stdin)
-        wanted = oci.Platform.parse(platform) if platform else oci.DEFAULT_PLATFORM
+        wanted = Platform.parse(platform) if platform else DEFAULT_PLATFORM
         ref_name = name if name is not None else reference.tag
         layout = LayoutWriter(dest)
         with _View("download") as view:
@@ -599,7 +600,7 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
     async def go() -> dict[str, Any]:
         reference = _reference(ref)
         basic = _credential_args(username, password, password_stdin)
-        wanted = oci.Platform.parse(platform) if platform else oci.DEFAULT_PLATFORM
+        wanted = Platform.parse(platform) if platform else DEFAULT_PLATFORM
         with _View("download", live=False) as view:
             async with _registry(reference, home, basic, ("pull",), view) as client:
                 resolved = await resolve_image(

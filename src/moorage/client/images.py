@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from moorage.client.oci import (
-    DEFAULT_PLATFORM,
     IMAGE_MANIFEST_TYPES,
     OCI_CONFIG,
     OCI_INDEX,
@@ -56,10 +55,10 @@ from moorage.client.oci import (
     Descriptor,
     ImageBundle,
     Manifest,
-    Platform,
     digest_of,
 )
 from moorage.core.errors import InvalidArgument
+from moorage.core.platform import DEFAULT_PLATFORM, Platform
 
 REF_NAME = "org.opencontainers.image.ref.name"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

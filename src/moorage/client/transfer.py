@@ -25,7 +25,6 @@ from moorage.client.oci import (
     Manifest,
     NoMatchingPlatform,
     Phase,
-    Platform,
     Progress,
     ProgressCallback,
     RegistryClient,
@@ -34,6 +33,7 @@ from moorage.client.oci import (
     select_platform,
 )
 from moorage.core.errors import InvalidArgument
+from moorage.core.platform import Platform
 
 T = TypeVar("T")
 

@@ -60,6 +60,7 @@ import zstandard
 
 from moorage.core.errors import AdditionalInfo, InvalidArgument, MoorageError
 from moorage.core.log import get_logger
+from moorage.core.platform import DEFAULT_PLATFORM, Platform
 from moorage.core.reference import DOCKER_HUB, ImageReference, parse_reference
 from moorage.instances.content import Leases
 from moorage.store.blobs import BlobNotFound, BlobStore, DigestMismatch, SizeMismatch
@@ -225,50 +226,6 @@ class UnsupportedLayer(InvalidArgument):
 
 
 # -- platforms ------------------------------------------------------------------------------------
-
-_ARCHITECTURES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
-_ARM_LEVELS = {"armhf": "v7", "armel": "v6"}
-
-
-@dataclass(frozen=True)
-class Platform:
-    """``os/architecture[/variant]`` as in an image index (``linux/arm64/v8``)."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``os/arch[/variant]``; :class:`InvalidArgument` (code ``InvalidPlatform``)."""
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidArgument(
-                f"invalid platform '{text[:100]}': expected os/architecture[/variant]", code="InvalidPlatform"
-            )
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def normalized(self) -> Platform:
-        """containerd's normalisation: ``x86_64`` → ``amd64``, ``aarch64`` → ``arm64``,
-        ``amd64/v1`` and ``arm64/v8`` are the plain architectures, plain ``arm`` is ``arm/v7``."""
-        architecture = self.architecture.lower()
-        variant = self.variant.lower() if self.variant else None
-        if architecture in _ARM_LEVELS:
-            architecture, variant = "arm", _ARM_LEVELS[architecture]
-        architecture = _ARCHITECTURES.get(architecture, architecture)
-        if variant is not None and variant.isdigit():
-            variant = f"v{variant}"
-        if (architecture, variant) in {("amd64", "v1"), ("arm64", "v8")}:
-            variant = None
-        if architecture == "arm" and variant is None:
-            variant = "v7"
-        return Platform(self.os.lower(), architecture, variant)
-
-    def __str__(self) -> str:
-        return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
-
-
-DEFAULT_PLATFORM = Platform("linux", "amd64")
 
 
 def _platform_rank(wanted: Platform, candidate: Platform) -> int | None:
@@ -700,11 +657,9 @@ class ImageSource:
             raise self._malformed(session, "the image config is not JSON", step=PullStep.BLOB) from None
         if not isinstance(document, dict):
             raise self._malformed(session, "the image config is not a JSON object", step=PullStep.BLOB)
-        os_name, architecture = document.get("os"), document.get("architecture")
-        variant = document.get("variant")
-        if not isinstance(os_name, str) or not isinstance(architecture, str):
+        found = Platform.from_json(document)
+        if found is None:
             return platform
-        found = Platform(os_name, architecture, variant if isinstance(variant, str) and variant else None)
         if check and _platform_rank(platform, found) is None:
             raise PullFailure(
                 f"the image is for {found}, not {platform}",
@@ -1420,15 +1375,7 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         raise _Malformed(f"{where}.digest is not a sha256 or sha512 digest")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _Malformed(f"{where}.size must be a non-negative integer")
-    platform = None
-    raw_platform = value.get("platform")
-    if isinstance(raw_platform, dict):
-        os_name, architecture = raw_platform.get("os"), raw_platform.get("architecture")
-        variant = raw_platform.get("variant")
-        if isinstance(os_name, str) and isinstance(architecture, str):
-            platform = Platform(
-                os_name, architecture, variant if isinstance(variant, str) and variant else None
-            )
+    platform = Platform.from_json(value.get("platform"))
     raw_annotations = value.get("annotations")
     annotations = (
         {str(k): str(v) for k, v in raw_annotations.items()} if isinstance(raw_annotations, dict) else {}
